@@ -88,11 +88,14 @@ impl Split {
         self.labels[i]
     }
 
-    /// How many images each class has (index = class).
+    /// How many images each class has (index = class). Labels `>= classes`
+    /// (possible only in a hand-built split) are not counted.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes];
         for &l in &self.labels {
-            counts[usize::from(l)] += 1;
+            if let Some(c) = counts.get_mut(usize::from(l)) {
+                *c += 1;
+            }
         }
         counts
     }
