@@ -1,0 +1,97 @@
+//! Integer models with random parameters, for benchmarks and tests that need a
+//! realistic network before (or without) training one. Requantizers are chosen so
+//! activations use a good part of their range, which makes the arithmetic exercise
+//! rounding and saturation the way a trained model does.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::arith::{AddRescale, DType, Requant};
+use crate::builder::{ConvGeometry, ModelBuilder, OutType};
+use crate::ir::{MacParams, Model};
+use crate::validate::ModelError;
+
+/// Weight and activation widths of a synthetic model.
+#[derive(Clone, Copy, Debug)]
+pub struct Precision {
+    pub weight_bits: u8,
+    pub activation_bits: u8,
+}
+
+impl Precision {
+    pub const W8A8: Precision = Precision { weight_bits: 8, activation_bits: 8 };
+}
+
+/// Random MAC parameters for `outputs` channels of `products` products each.
+pub fn random_mac_params(rng: &mut ChaCha8Rng, outputs: usize, products: usize, weight_bits: u8, input: DType) -> MacParams {
+    let w = DType::signed(weight_bits);
+    let weights = (0..outputs * products).map(|_| rng.gen_range(w.min()..=w.max()) as i8).collect();
+    let bias_span = (products as i32).saturating_mul(input.max() / 2 + 1).max(1);
+    let bias = (0..outputs).map(|_| rng.gen_range(-bias_span..=bias_span)).collect();
+    // A typical |acc| is about sqrt(K) * (max|x|/2) * (max|w|/2); map it to ~1/4 of the output range.
+    let typical = (products as f64).sqrt() * (input.max_magnitude() as f64 / 2.0) * (w.max_magnitude() as f64 / 2.0);
+    let requant = (0..outputs)
+        .map(|_| {
+            let jitter = rng.gen_range(0.5..1.5);
+            Requant::from_factor(jitter * 32.0 / typical.max(1.0)).expect("factor <= 48 is in range")
+        })
+        .collect();
+    let weight_scales = (0..outputs).map(|_| rng.gen_range(0.001f32..0.1)).collect();
+    MacParams { weight_bits, weights, weight_scales, bias, requant }
+}
+
+fn relu_out(p: Precision) -> OutType {
+    OutType { dtype: DType::unsigned(p.activation_bits), scale: 0.05 }
+}
+
+fn conv(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, g: ConvGeometry, p: Precision, out: OutType) {
+    let input = b.current().clone();
+    let products = input.shape[0] * g.kernel[0] * g.kernel[1];
+    let params = random_mac_params(rng, g.out_channels, products, p.weight_bits, input.dtype);
+    b.conv2d(name, g, params, out);
+}
+
+fn linear(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, outputs: usize, p: Precision, out: OutType) {
+    let input = b.current().clone();
+    let params = random_mac_params(rng, outputs, input.elements(), p.weight_bits, input.dtype);
+    b.linear(name, outputs, params, out);
+}
+
+/// The default small CNN topology (the trainer's `small-cnn`) with random parameters:
+/// conv3x3(16)-maxpool2-conv3x3(32)-maxpool2-conv3x3(64)-global-avg-pool-linear(classes),
+/// ReLU after every conv, 16-bit signed logits. ~1.9 M MACs on 28x28x1.
+pub fn small_cnn(input: [usize; 3], classes: usize, p: Precision, seed: u64) -> Result<Model, ModelError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut b = ModelBuilder::new("small-cnn-random", input);
+    conv(&mut b, &mut rng, "conv1", ConvGeometry::square(16, 3, 1), p, relu_out(p));
+    b.max_pool("pool1", 2, 2);
+    conv(&mut b, &mut rng, "conv2", ConvGeometry::square(32, 3, 1), p, relu_out(p));
+    b.max_pool("pool2", 2, 2);
+    conv(&mut b, &mut rng, "conv3", ConvGeometry::square(64, 3, 1), p, relu_out(p));
+    b.global_avg_pool("gap", gap_requant(b.current().shape), relu_out(p));
+    linear(&mut b, &mut rng, "fc", classes, p, OutType { dtype: DType::signed(16), scale: 0.01 });
+    b.build()
+}
+
+/// Requantizer of a global average pool over a `[C, H, W]` tensor at equal scales.
+fn gap_requant(shape: [usize; 3]) -> Requant {
+    Requant::from_factor(1.0 / (shape[1] * shape[2]) as f64).expect("1/N is in range")
+}
+
+/// A small residual network exercising every operator: conv with stride and padding,
+/// residual add, average pool, flatten and linear.
+pub fn tiny_resnet(input: [usize; 3], classes: usize, p: Precision, seed: u64) -> Result<Model, ModelError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut b = ModelBuilder::new("tiny-resnet-random", input);
+    conv(&mut b, &mut rng, "stem", ConvGeometry::square(8, 3, 1), p, relu_out(p));
+    conv(&mut b, &mut rng, "block_a", ConvGeometry::square(8, 3, 1), p, relu_out(p));
+    conv(&mut b, &mut rng, "block_b", ConvGeometry::square(8, 3, 1), p, OutType { dtype: DType::signed(p.activation_bits), scale: 0.05 });
+    let rescale = AddRescale { multiplier_a: rng.gen_range(1..4096), multiplier_b: rng.gen_range(1..4096), shift: 12 };
+    b.add("residual", "stem", rescale, relu_out(p));
+    let down = ConvGeometry { out_channels: 16, kernel: [3, 3], stride: [2, 2], padding: [1, 1] };
+    conv(&mut b, &mut rng, "down", down, p, relu_out(p));
+    b.avg_pool("avg", 2, 2, Requant::from_factor(0.25).expect("in range"), relu_out(p));
+    b.flatten("flat");
+    linear(&mut b, &mut rng, "fc", classes, p, OutType { dtype: DType::signed(16), scale: 0.01 });
+    b.build()
+}
