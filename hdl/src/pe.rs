@@ -1,0 +1,288 @@
+//! The systolic-array processing element (PE).
+//!
+//! One PE multiplies an 8-bit signed activation by an 8-bit signed weight and
+//! adds the 16-bit product into a 32-bit signed accumulator that wraps on
+//! overflow (two's complement, like `i32::wrapping_add`). It also registers the
+//! activation and the weight it received, so that in an array the activation
+//! moves one PE to the right and the weight one PE down per clock.
+//!
+//! Behaviour on each rising clock edge:
+//!
+//! | clear | enable | `acc` becomes          |
+//! |-------|--------|------------------------|
+//! | 0     | 0      | `acc` (hold)           |
+//! | 0     | 1      | `acc + act_in * weight_in` |
+//! | 1     | 0      | `0`                    |
+//! | 1     | 1      | `act_in * weight_in` (a new sum starts without a bubble) |
+//!
+//! `act_out` / `weight_out` always take `act_in` / `weight_in` (one cycle of
+//! delay, independent of `enable`): the data skew of the array is a pure shift
+//! register, and `enable` only decides whether this PE accumulates.
+
+use rust_hdl::prelude::*;
+
+use crate::sign_extend::SignExtend;
+
+/// Operand width of activations and weights, in bits.
+pub const OPERAND_BITS: usize = 8;
+/// Width of the accumulator, in bits.
+pub const ACC_BITS: usize = 32;
+/// Width the operands are widened to before multiplying. rust-hdl's simulator
+/// only implements `Signed<16> * Signed<16> -> Signed<32>`; an 8x8 signed
+/// product (at most 2^14 in magnitude) fits.
+const WIDE_BITS: usize = 16;
+
+/// Signed multiply-accumulate PE with systolic pass-through registers.
+#[derive(LogicBlock, Default)]
+pub struct MacPe {
+    pub clock: Signal<In, Clock>,
+    /// Start a new sum: the accumulator drops its old value on this edge.
+    pub clear: Signal<In, Bit>,
+    /// Add `act_in * weight_in` into the accumulator on this edge.
+    pub enable: Signal<In, Bit>,
+    /// Activation from the left neighbour (or the array edge).
+    pub act_in: Signal<In, Signed<OPERAND_BITS>>,
+    /// Weight from the upper neighbour (or the array edge).
+    pub weight_in: Signal<In, Signed<OPERAND_BITS>>,
+    /// `act_in`, one cycle later, for the right neighbour.
+    pub act_out: Signal<Out, Signed<OPERAND_BITS>>,
+    /// `weight_in`, one cycle later, for the lower neighbour.
+    pub weight_out: Signal<Out, Signed<OPERAND_BITS>>,
+    /// The registered accumulator.
+    pub acc: Signal<Out, Signed<ACC_BITS>>,
+    act_reg: DFF<Signed<OPERAND_BITS>>,
+    weight_reg: DFF<Signed<OPERAND_BITS>>,
+    acc_reg: DFF<Signed<ACC_BITS>>,
+    act_ext: SignExtend<OPERAND_BITS, WIDE_BITS>,
+    weight_ext: SignExtend<OPERAND_BITS, WIDE_BITS>,
+    product: Signal<Local, Signed<ACC_BITS>>,
+    acc_base: Signal<Local, Signed<ACC_BITS>>,
+}
+
+impl Logic for MacPe {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, act_reg, weight_reg, acc_reg);
+        self.act_reg.d.next = self.act_in.val();
+        self.weight_reg.d.next = self.weight_in.val();
+        self.act_out.next = self.act_reg.q.val();
+        self.weight_out.next = self.weight_reg.q.val();
+        self.acc.next = self.acc_reg.q.val();
+
+        // Widen before multiplying; see `SignExtend` for why this is a widget.
+        self.act_ext.narrow.next = self.act_in.val();
+        self.weight_ext.narrow.next = self.weight_in.val();
+
+        // The only multiply the simulator supports: 16 x 16 -> 32 signed.
+        self.product.next = self.act_ext.wide.val() * self.weight_ext.wide.val();
+
+        self.acc_base.next = self.acc_reg.q.val();
+        if self.clear.val() {
+            self.acc_base.next = 0.into();
+        }
+        self.acc_reg.d.next = self.acc_base.val();
+        if self.enable.val() {
+            self.acc_reg.d.next = self.acc_base.val() + self.product.val();
+        }
+    }
+}
+
+/// The PE's Verilog (top module `top`), as emitted by rust-hdl.
+///
+/// The design is fixed, so rust-hdl's connection checks (which panic inside
+/// `generate_verilog` on failure) cannot fail at run time; the unit tests
+/// exercise this path.
+pub fn pe_verilog() -> String {
+    let mut pe = MacPe::default();
+    pe.connect_all();
+    generate_verilog(&pe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The PE's intended behaviour in plain integers: products and sums in
+    /// i64, the accumulator wrapped to 32 bits like the hardware register.
+    #[derive(Default)]
+    struct ReferencePe {
+        acc: i64,
+        act_out: i8,
+        weight_out: i8,
+    }
+
+    impl ReferencePe {
+        fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
+            let base = if clear { 0 } else { self.acc };
+            let product = if enable {
+                act as i64 * weight as i64
+            } else {
+                0
+            };
+            self.acc = (base + product) as i32 as i64;
+            self.act_out = act;
+            self.weight_out = weight;
+        }
+    }
+
+    fn new_pe() -> MacPe {
+        let mut pe = MacPe::default();
+        pe.connect_all();
+        pe
+    }
+
+    /// Applies the inputs with the clock low, then one rising edge.
+    fn clock_in(pe: &mut MacPe, clear: bool, enable: bool, act: i8, weight: i8) {
+        pe.clear.next = clear;
+        pe.enable.next = enable;
+        pe.act_in.next = (act as i64).into();
+        pe.weight_in.next = (weight as i64).into();
+        pe.clock.next = Clock { clk: false };
+        assert!(simulate(pe, 100), "PE did not settle with the clock low");
+        pe.clock.next = Clock { clk: true };
+        assert!(simulate(pe, 100), "PE did not settle after the rising edge");
+    }
+
+    fn assert_matches(pe: &MacPe, reference: &ReferencePe, cycle: usize) {
+        assert_eq!(
+            pe.acc.val(),
+            Signed::<32>::from(reference.acc),
+            "acc, cycle {cycle}"
+        );
+        let act_out = Signed::<8>::from(reference.act_out as i64);
+        assert_eq!(pe.act_out.val(), act_out, "act_out, cycle {cycle}");
+        let weight_out = Signed::<8>::from(reference.weight_out as i64);
+        assert_eq!(pe.weight_out.val(), weight_out, "weight_out, cycle {cycle}");
+    }
+
+    /// Drives the PE and the reference with the same inputs, checking every cycle.
+    fn run_against_reference(inputs: &[(bool, bool, i8, i8)]) -> i64 {
+        let mut pe = new_pe();
+        let mut reference = ReferencePe::default();
+        for (cycle, &(clear, enable, act, weight)) in inputs.iter().enumerate() {
+            clock_in(&mut pe, clear, enable, act, weight);
+            reference.step(clear, enable, act, weight);
+            assert_matches(&pe, &reference, cycle);
+        }
+        reference.acc
+    }
+
+    #[test]
+    fn random_operands_and_controls_match_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5EED);
+        let inputs: Vec<_> = (0..3000)
+            .map(|_| (rng.gen_bool(0.05), rng.gen_bool(0.8), rng.gen(), rng.gen()))
+            .collect();
+        run_against_reference(&inputs);
+    }
+
+    #[test]
+    fn most_negative_squared_accumulates_exactly() {
+        let inputs = vec![(false, true, -128, -128); 2000];
+        let acc = run_against_reference(&inputs);
+        assert_eq!(acc, 2000 * 16384, "no wrap expected yet");
+    }
+
+    #[test]
+    fn extreme_products_accumulate_exactly() {
+        let extremes = [
+            (-128, 127),
+            (127, -128),
+            (127, 127),
+            (-128, -128),
+            (-1, -128),
+            (0, -128),
+        ];
+        let inputs: Vec<_> = (0..1200)
+            .map(|i| {
+                let (act, weight) = extremes[i % extremes.len()];
+                (false, true, act, weight)
+            })
+            .collect();
+        let expected: i64 = extremes
+            .iter()
+            .map(|&(a, w)| a as i64 * w as i64)
+            .sum::<i64>()
+            * 200;
+        assert_eq!(run_against_reference(&inputs), expected);
+        let negative = vec![(false, true, -128, 127); 1500];
+        assert_eq!(run_against_reference(&negative), -1500 * 16256);
+    }
+
+    #[test]
+    fn accumulator_wraps_like_i32() {
+        // 2^31 / 2^14 = 131072 edges of (-128)^2 reach exactly 2^31, which wraps
+        // to i32::MIN; two more edges check the sum keeps going from there.
+        let mut pe = new_pe();
+        for _ in 0..131_072 + 2 {
+            clock_in(&mut pe, false, true, -128, -128);
+        }
+        let expected = (131_074_i64 * 16384) as i32;
+        assert_eq!(expected, i32::MIN + 2 * 16384);
+        assert_eq!(pe.acc.val(), Signed::<32>::from(expected as i64));
+    }
+
+    #[test]
+    fn clear_and_enable_semantics() {
+        let inputs = [
+            (false, true, 5, 7),      // 35
+            (false, false, 100, 100), // hold 35
+            (true, true, -3, 4),      // new sum: -12
+            (false, true, 2, 2),      // -8
+            (true, false, 9, 9),      // cleared: 0
+            (false, false, 1, 1),     // hold 0
+        ];
+        assert_eq!(run_against_reference(&inputs), 0);
+    }
+
+    #[test]
+    fn operands_pass_through_regardless_of_enable() {
+        let mut pe = new_pe();
+        clock_in(&mut pe, false, false, -128, 127);
+        assert_eq!(pe.act_out.val(), Signed::<8>::from(-128));
+        assert_eq!(pe.weight_out.val(), Signed::<8>::from(127));
+        assert_eq!(pe.acc.val(), Signed::<32>::from(0));
+    }
+
+    #[test]
+    fn verilog_has_the_expected_interface() {
+        let verilog = pe_verilog();
+        assert!(verilog
+            .contains("module top(clock,clear,enable,act_in,weight_in,act_out,weight_out,acc);"));
+        assert!(verilog.contains("input wire signed [7:0] act_in;"));
+        assert!(verilog.contains("output reg signed [31:0] acc;"));
+    }
+
+    /// Lints the emitted Verilog with Verilator -Wall. Waived:
+    /// - DECLFILENAME: rust-hdl writes every module into one file, so the
+    ///   file name cannot match each module name. Nothing else is waived.
+    #[test]
+    fn verilog_lints_clean_with_verilator() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("top.v");
+        std::fs::write(&path, pe_verilog()).expect("write Verilog");
+        let output = std::process::Command::new("verilator")
+            .args([
+                "--lint-only",
+                "-Wall",
+                "-Wno-DECLFILENAME",
+                "--top-module",
+                "top",
+            ])
+            .arg(&path)
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
+                return;
+            }
+            Err(err) => panic!("running verilator: {err}"),
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "verilator failed:\n{stderr}");
+        assert!(!stderr.contains("%Warning"), "lint warnings:\n{stderr}");
+    }
+}
