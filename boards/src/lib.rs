@@ -1,0 +1,10 @@
+//! FPGA boards and the open synthesis flow: board descriptions with their
+//! resources, yosys resource estimates, and fit checks.
+
+pub mod board;
+pub mod utilization;
+pub mod yosys;
+
+pub use board::{Board, BoardError, Family, Resources, BOARDS};
+pub use utilization::{Overflow, ResourceKind, Utilization};
+pub use yosys::{synth_ice40_stats, SynthError};

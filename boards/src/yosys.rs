@@ -1,0 +1,297 @@
+//! Resource estimates from yosys synthesis.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+use crate::utilization::Utilization;
+
+#[derive(Debug, Error)]
+pub enum SynthError {
+    #[error("{tool} not found on PATH; run scripts/setup.sh")]
+    ToolMissing { tool: String },
+    #[error("cannot read Verilog file {path}: {source}")]
+    InputMissing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)"
+    )]
+    InvalidTop(String),
+    #[error("cannot run {tool}: {source}")]
+    Io {
+        tool: String,
+        source: std::io::Error,
+    },
+    #[error("{tool} failed ({status}): {last_line}")]
+    ToolFailed {
+        tool: String,
+        status: String,
+        last_line: String,
+    },
+    #[error("cannot parse yosys statistics {path}: {detail}")]
+    BadStats { path: PathBuf, detail: String },
+}
+
+/// Synthesizes `verilog` for iCE40 with `synth_ice40` (with `-dsp` when `dsp`,
+/// so multipliers map onto SB_MAC16) and counts the primitives it produced.
+pub fn synth_ice40_stats(verilog: &Path, top: &str, dsp: bool) -> Result<Utilization, SynthError> {
+    synth_ice40_stats_with("yosys", verilog, top, dsp)
+}
+
+/// [`synth_ice40_stats`] with the yosys program named, so tests can point it
+/// at a program that does not exist.
+fn synth_ice40_stats_with(
+    yosys: &str,
+    verilog: &Path,
+    top: &str,
+    dsp: bool,
+) -> Result<Utilization, SynthError> {
+    if !is_verilog_identifier(top) {
+        return Err(SynthError::InvalidTop(top.to_string()));
+    }
+    // Absolute, because yosys runs inside a scratch directory.
+    let verilog = verilog
+        .canonicalize()
+        .map_err(|source| SynthError::InputMissing {
+            path: verilog.to_path_buf(),
+            source,
+        })?;
+    let scratch = tempfile::tempdir().map_err(|source| SynthError::Io {
+        tool: yosys.to_string(),
+        source,
+    })?;
+    let dsp_flag = if dsp { " -dsp" } else { "" };
+    // The Verilog path goes on the command line, not into the script, so no
+    // quoting is needed; yosys reads command-line files before running -p.
+    // The statistics land in a relative file inside the scratch directory.
+    let script = format!("synth_ice40{dsp_flag} -top {top}; tee -q -o stat.json stat -json");
+    let output = Command::new(yosys)
+        .current_dir(scratch.path())
+        .args(["-q", "-p", &script, "-f", "verilog"])
+        .arg(&verilog)
+        .output()
+        .map_err(|source| match source.kind() {
+            ErrorKind::NotFound => SynthError::ToolMissing {
+                tool: yosys.to_string(),
+            },
+            _ => SynthError::Io {
+                tool: yosys.to_string(),
+                source,
+            },
+        })?;
+    if !output.status.success() {
+        return Err(SynthError::ToolFailed {
+            tool: yosys.to_string(),
+            status: output.status.to_string(),
+            last_line: last_line(&output.stderr)
+                .or_else(|| last_line(&output.stdout))
+                .unwrap_or_else(|| "(no output)".into()),
+        });
+    }
+    let stats_path = scratch.path().join("stat.json");
+    let stats = std::fs::read_to_string(&stats_path).map_err(|e| SynthError::BadStats {
+        path: stats_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let cells = cell_counts(&stats).map_err(|detail| SynthError::BadStats {
+        path: stats_path,
+        detail,
+    })?;
+    Ok(ice40_utilization(cells))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_$]*`: also keeps the name from injecting yosys commands.
+fn is_verilog_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+fn last_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .map(str::to_string)
+}
+
+/// Reads `design.num_cells_by_type` from yosys `stat -json` output: the
+/// totals over the whole (flattened) design.
+fn cell_counts(stat_json: &str) -> Result<BTreeMap<String, u64>, String> {
+    let value: serde_json::Value = serde_json::from_str(stat_json).map_err(|e| e.to_string())?;
+    let by_type = value
+        .pointer("/design/num_cells_by_type")
+        .and_then(|v| v.as_object())
+        .ok_or("no design.num_cells_by_type object")?;
+    by_type
+        .iter()
+        .map(|(cell, count)| match count.as_u64() {
+            Some(n) => Ok((cell.clone(), n)),
+            None => Err(format!(
+                "count of {cell} is not a non-negative integer: {count}"
+            )),
+        })
+        .collect()
+}
+
+/// Groups iCE40 primitives into resources. Every FF flavour is an SB_DFF*
+/// cell; EBR comes as SB_RAM40_4K or its negative-edge variants
+/// (SB_RAM40_4KNR/NW/NRNW).
+fn ice40_utilization(cells: BTreeMap<String, u64>) -> Utilization {
+    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
+        cells
+            .iter()
+            .filter(|(name, _)| pred(name))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    Utilization {
+        lut: sum(&|c| c == "SB_LUT4"),
+        ff: sum(&|c| c.starts_with("SB_DFF")),
+        dsp: sum(&|c| c == "SB_MAC16"),
+        bram: sum(&|c| c.starts_with("SB_RAM40_4K")),
+        spram: sum(&|c| c == "SB_SPRAM256KA"),
+        cells,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yosys_present() -> bool {
+        let present = Command::new("yosys").arg("-V").output().is_ok();
+        if !present {
+            println!("SKIPPED: yosys not found on PATH; run scripts/setup.sh");
+        }
+        present
+    }
+
+    fn write_verilog(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const COUNTER: &str = "
+module counter(input wire clk, input wire rst, output reg [11:0] count);
+  always @(posedge clk) begin
+    if (rst) count <= 12'd0;
+    else count <= count + 12'd1;
+  end
+endmodule
+";
+
+    /// A registered 8x8 signed multiplier plus a 256x16 memory with a
+    /// registered read: one DSP and one EBR when mapped with -dsp.
+    const MULT_AND_RAM: &str = "
+module mult_ram(input wire clk, input wire signed [7:0] a, input wire signed [7:0] b,
+                output reg signed [15:0] p, input wire we, input wire [7:0] waddr,
+                input wire [7:0] raddr, input wire [15:0] wdata, output reg [15:0] rdata);
+  reg [15:0] mem [0:255];
+  always @(posedge clk) begin
+    p <= a * b;
+    if (we) mem[waddr] <= wdata;
+    rdata <= mem[raddr];
+  end
+endmodule
+";
+
+    #[test]
+    fn counter_uses_one_ff_per_bit() {
+        if !yosys_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "counter.v", COUNTER);
+        let used = synth_ice40_stats(&path, "counter", false).unwrap();
+        assert_eq!(used.ff, 12, "{used:?}");
+        assert!((1..=24).contains(&used.lut), "{used:?}");
+        assert_eq!((used.dsp, used.bram, used.spram), (0, 0, 0), "{used:?}");
+        assert!(used.cells.contains_key("SB_CARRY"), "{used:?}");
+    }
+
+    #[test]
+    fn dsp_flag_maps_the_multiplier_onto_sb_mac16() {
+        if !yosys_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "mult_ram.v", MULT_AND_RAM);
+        let with_dsp = synth_ice40_stats(&path, "mult_ram", true).unwrap();
+        assert_eq!((with_dsp.dsp, with_dsp.bram), (1, 1), "{with_dsp:?}");
+        let soft = synth_ice40_stats(&path, "mult_ram", false).unwrap();
+        assert_eq!((soft.dsp, soft.bram), (0, 1), "{soft:?}");
+        assert!(
+            soft.lut > with_dsp.lut + 50,
+            "soft multiplier should cost LUTs: {soft:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_reports_yosys_last_line() {
+        if !yosys_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "bad.v", "module broken(\n");
+        let err = synth_ice40_stats(&path, "broken", false).unwrap_err();
+        let SynthError::ToolFailed { last_line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert!(last_line.contains("ERROR"), "{err}");
+    }
+
+    #[test]
+    fn missing_top_module_is_an_error() {
+        if !yosys_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "counter.v", COUNTER);
+        let err = synth_ice40_stats(&path, "nope", false).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn missing_yosys_is_reported_with_the_setup_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "counter.v", COUNTER);
+        let err = synth_ice40_stats_with("yosys-not-installed-here", &path, "counter", false)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "yosys-not-installed-here not found on PATH; run scripts/setup.sh"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_inputs_before_running_yosys() {
+        let err = synth_ice40_stats(Path::new("/nonexistent/x.v"), "top", false).unwrap_err();
+        assert!(matches!(err, SynthError::InputMissing { .. }), "{err}");
+        let err = synth_ice40_stats(Path::new("x.v"), "top; shell rm", false).unwrap_err();
+        assert!(matches!(err, SynthError::InvalidTop(_)), "{err}");
+        assert!(!is_verilog_identifier("") && !is_verilog_identifier("1top"));
+        assert!(is_verilog_identifier("top") && is_verilog_identifier("_a$b9"));
+    }
+
+    #[test]
+    fn parses_stat_json_and_groups_ice40_cells() {
+        let json = r#"{"design": {"num_cells_by_type": {"SB_LUT4": 10, "SB_DFFER": 3,
+            "SB_DFF": 2, "SB_MAC16": 1, "SB_RAM40_4KNR": 2, "SB_SPRAM256KA": 1, "SB_CARRY": 4}}}"#;
+        let used = ice40_utilization(cell_counts(json).unwrap());
+        assert_eq!(
+            (used.lut, used.ff, used.dsp, used.bram, used.spram),
+            (10, 5, 1, 2, 1)
+        );
+        assert_eq!(used.cells["SB_CARRY"], 4);
+        assert!(cell_counts("{}").is_err());
+        assert!(cell_counts(r#"{"design": {"num_cells_by_type": {"SB_LUT4": -1}}}"#).is_err());
+        assert!(cell_counts("not json").is_err());
+    }
+}
