@@ -1,0 +1,127 @@
+//! `divqat eval`: accuracy of an integer model on a dataset, through any backend.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use compiler::arith::argmax;
+use compiler::{Backend, Reference};
+use datasets::{DatasetId, Split, SplitKind};
+use serde::Serialize;
+
+use super::data::DataDirArgs;
+use super::output::{print_json, progress_bar};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendKind {
+    /// The software integer reference (docs/integer-semantics.md).
+    Reference,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  divqat eval --model m.safetensors --dataset fashion-mnist --limit 1000\n  divqat eval --model m.safetensors --dataset digits --split train --json")]
+pub struct EvalArgs {
+    /// Integer model file (.safetensors written by divqat).
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// fashion-mnist, animal-mnist, digits, cifar10 or cifar100.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: DatasetId,
+    /// Which split to evaluate on.
+    #[arg(long, default_value = "test")]
+    pub split: SplitKind,
+    #[arg(long, value_enum, default_value = "reference")]
+    pub backend: BackendKind,
+    /// Evaluate a seeded random subset of at most N images.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Seed of the --limit subset.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per backend call.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct EvalReport {
+    accuracy: f64,
+    images: usize,
+    correct: usize,
+    backend: &'static str,
+    images_per_second: f64,
+    dataset: String,
+    split: String,
+    model: String,
+}
+
+/// Refuse a dataset the model cannot take, naming both shapes.
+pub fn check_compatible(model: &compiler::Model, data: &Split, dataset: DatasetId) -> anyhow::Result<()> {
+    if model.input.shape != data.shape {
+        bail!("model input is {:?} but {dataset} images are {:?}", model.input.shape, data.shape);
+    }
+    if model.num_classes() < data.classes {
+        bail!("model has {} outputs but {dataset} has {} classes", model.num_classes(), data.classes);
+    }
+    Ok(())
+}
+
+/// Run `backend` over `data` in batches with a progress bar; returns the predictions.
+pub fn predict(backend: &dyn Backend, data: &Split, batch_size: usize, show_progress: bool) -> anyhow::Result<Vec<usize>> {
+    let bar = progress_bar(data.len() as u64, backend.name());
+    if !show_progress {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut predictions = Vec::with_capacity(data.len());
+    for batch in data.images.chunks(batch_size * data.image_len()) {
+        let out = backend.infer(batch)?;
+        predictions.extend(out.logits.iter().map(|l| argmax(l).unwrap_or(0)));
+        bar.inc(out.logits.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(predictions)
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let model = compiler::load(&args.model)?;
+    let data = datasets::load(args.dataset, args.split, &args.data.locations())?;
+    let data = match args.limit {
+        Some(n) => data.subset(n, args.seed),
+        None => data,
+    };
+    if data.is_empty() {
+        bail!("{} {} split has no images", args.dataset, args.split);
+    }
+    check_compatible(&model, &data, args.dataset)?;
+    let backend: Box<dyn Backend> = match args.backend {
+        BackendKind::Reference => Box::new(Reference::new(model)),
+    };
+    let start = Instant::now();
+    let predictions = predict(backend.as_ref(), &data, args.batch_size as usize, !args.json).context("inference failed")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| **p == **l as usize).count();
+    let report = EvalReport {
+        accuracy: correct as f64 / data.len() as f64,
+        images: data.len(),
+        correct,
+        backend: "reference",
+        images_per_second: data.len() as f64 / seconds.max(1e-9),
+        dataset: args.dataset.to_string(),
+        split: args.split.to_string(),
+        model: args.model.display().to_string(),
+    };
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "{} on {} {} ({} images): accuracy {:.2}% ({}/{}), {:.0} images/s",
+        report.backend, report.dataset, report.split, report.images, 100.0 * report.accuracy, correct, report.images, report.images_per_second
+    );
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Argument definitions and dispatch.
+
+mod bench;
+mod data;
+mod eval;
+mod inspect;
+mod output;
+mod random_model;
+
+use clap::{Parser, Subcommand};
+
+const PLANNED: &str = "\
+Planned subcommands (not available yet): train, compile, rtl, sim, synth, fit,
+attack, experiment, flow.
+
+Examples:
+  divqat data list
+  divqat random-model --arch small-cnn --out model.safetensors
+  divqat inspect --model model.safetensors
+  divqat eval --model model.safetensors --dataset fashion-mnist --limit 1000 --json
+  divqat bench reference";
+
+#[derive(Parser)]
+#[command(name = "divqat", version, about = "Hardware/ML co-design of extraction-resistant quantized CNNs", after_help = PLANNED)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Datasets: which are known, installed, and how big.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Print an integer model's layers, shapes, bit widths, parameters and MACs.
+    Inspect(inspect::InspectArgs),
+    /// Run an integer model on a dataset with a backend and report its accuracy.
+    Eval(eval::EvalArgs),
+    /// Write an integer model with random parameters (for hardware bring-up and benchmarks).
+    RandomModel(random_model::RandomModelArgs),
+    /// Measure throughput (reports ratios against a baseline run in the same process).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::RandomModel(args) => random_model::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

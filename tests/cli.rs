@@ -1,0 +1,125 @@
+//! The `divqat` program end to end: real datasets, real model files, bad input.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use compiler::synthetic::{self, Precision};
+
+fn divqat() -> Command {
+    Command::cargo_bin("divqat").unwrap()
+}
+
+fn json_of(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+/// Run and expect failure with exactly one line on stderr that names `needle`.
+fn assert_one_line_failure(cmd: &mut Command, needle: &str) {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "expected failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one-line cause expected: {stderr}");
+    assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+}
+
+fn write_model(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let model = synthetic::small_cnn([1, 28, 28], 10, Precision::W8A8, 5).unwrap();
+    compiler::save(&model, &path).unwrap();
+    path
+}
+
+#[test]
+fn data_list_json_shows_installed_datasets_with_counts() {
+    let out = divqat().args(["data", "list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let rows = json_of(&out.stdout);
+    let row = |id: &str| rows.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    let fashion = row("fashion-mnist");
+    assert_eq!((fashion["train"].as_u64(), fashion["test"].as_u64()), (Some(60000), Some(10000)));
+    assert_eq!(fashion["installed"], true);
+    assert_eq!(fashion["shape"], serde_json::json!([1, 28, 28]));
+    let animal = row("animal-mnist");
+    assert_eq!((animal["train"].as_u64(), animal["installed"].as_bool()), (Some(10000), Some(true)));
+    assert_eq!(row("cifar10")["installed"], false);
+}
+
+#[test]
+fn eval_json_reports_accuracy_and_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.safetensors");
+    let out = divqat()
+        .args(["eval", "--dataset", "fashion-mnist", "--backend", "reference", "--limit", "300", "--json", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out.stdout);
+    assert_eq!(report["images"], 300);
+    assert_eq!(report["backend"], "reference");
+    let accuracy = report["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(report["images_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn inspect_lists_layers_parameters_and_macs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.safetensors");
+    let out = divqat().args(["inspect", "--json", "--model"]).arg(&model).output().unwrap();
+    assert!(out.status.success());
+    let summary = json_of(&out.stdout);
+    assert_eq!(summary["macs_per_image"], 1_919_872);
+    assert_eq!(summary["parameters"], 23_946);
+    assert_eq!(summary["layers"][0]["op"], "conv2d");
+    assert_eq!(summary["layers"][0]["weight_bits"], 8);
+    let text = divqat().args(["inspect", "--model"]).arg(&model).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("total: 23946 parameters, 1919872 MACs per image"));
+}
+
+#[test]
+fn corrupted_model_files_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.safetensors");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10; // a weight byte of the last tensor
+    std::fs::write(&model, &bytes).unwrap();
+    assert_one_line_failure(divqat().args(["inspect", "--model"]).arg(&model), "checksum mismatch");
+    assert_one_line_failure(divqat().args(["eval", "--model"]).arg(&model), "m.safetensors");
+}
+
+#[test]
+fn wrong_version_and_out_of_range_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = synthetic::small_cnn([1, 28, 28], 10, Precision { weight_bits: 4, activation_bits: 8 }, 1).unwrap();
+    model.format_version = 2;
+    let path = dir.path().join("v2.safetensors");
+    std::fs::write(&path, compiler::format::to_bytes(&model).unwrap()).unwrap();
+    assert_one_line_failure(divqat().args(["inspect", "--model"]).arg(&path), "unsupported format version 2");
+
+    model.format_version = 1;
+    model.layers[2].op.mac_params_mut().unwrap().weights[0] = -9;
+    let path = dir.path().join("w.safetensors");
+    std::fs::write(&path, compiler::format::to_bytes(&model).unwrap()).unwrap();
+    assert_one_line_failure(
+        divqat().args(["inspect", "--model"]).arg(&path),
+        "layer 'conv2': field 'weights': value -9 at index 0 outside the 4-bit signed range [-8, 7]",
+    );
+}
+
+#[test]
+fn mismatched_dataset_and_missing_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.safetensors");
+    assert_one_line_failure(
+        divqat().args(["eval", "--dataset", "digits", "--model"]).arg(&model),
+        "model input is [1, 28, 28] but digits images are [1, 8, 8]",
+    );
+    assert_one_line_failure(divqat().args(["inspect", "--model", "/nonexistent/x.safetensors"]), "/nonexistent/x.safetensors: cannot read");
+    assert_one_line_failure(
+        divqat().args(["eval", "--dataset", "cifar10", "--data-dir"]).arg(dir.path()).arg("--model").arg(&model),
+        "test_batch.bin: not found",
+    );
+}
