@@ -116,6 +116,11 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>, ModelError> {
     ]);
     let mut views = Vec::with_capacity(tensors.len());
     for (name, t) in &tensors {
+        // safetensors multiplies the shape unchecked; refuse inconsistent sizes first.
+        let values = t.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if values.and_then(|v| v.checked_mul(t.dtype.bitsize() / 8)) != Some(t.data.len()) {
+            return Err(format_err(format!("tensor '{name}': shape {:?} does not match its {} bytes", t.shape, t.data.len())));
+        }
         let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).map_err(|e| format_err(format!("tensor '{name}': {e}")))?;
         views.push((name.clone(), view));
     }

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::arith::{AddRescale, DType, Requant};
 
+/// Largest number of values in one tensor (keeps every size computation far from
+/// overflow and every buffer allocatable).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 31;
+
 /// The file format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -26,8 +30,10 @@ pub struct TensorType {
 }
 
 impl TensorType {
+    /// Number of values; saturates instead of overflowing on absurd shapes, which
+    /// validation then refuses (`MAX_TENSOR_ELEMENTS`).
     pub fn elements(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
     }
 }
 
@@ -98,8 +104,9 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Products per output value (docs §2, `K`).
+    /// Saturates on absurd geometry, which then fails the weight-count check.
     pub fn products(&self) -> usize {
-        self.in_channels * self.kernel[0] * self.kernel[1]
+        self.in_channels.saturating_mul(self.kernel[0]).saturating_mul(self.kernel[1])
     }
 }
 
@@ -150,7 +157,7 @@ impl Op {
 /// Output extent of a window sliding over `size` with `kernel`, `stride`, `padding`,
 /// or `None` when the window does not fit (docs §5).
 pub fn window_output(size: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
-    let padded = size + 2 * padding;
+    let padded = padding.checked_mul(2)?.checked_add(size)?;
     if kernel == 0 || stride == 0 || kernel > padded {
         return None;
     }
@@ -186,8 +193,8 @@ impl Layer {
     pub fn macs(&self) -> u64 {
         let out = self.output.shape;
         match &self.op {
-            Op::Conv2d(c) => (c.products() * out[0] * out[1] * out[2]) as u64,
-            Op::Linear(l) => (l.in_features * l.out_features) as u64,
+            Op::Conv2d(c) => c.products() as u64 * (out[0] * out[1] * out[2]) as u64,
+            Op::Linear(l) => l.in_features as u64 * l.out_features as u64,
             _ => 0,
         }
     }

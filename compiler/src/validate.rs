@@ -53,9 +53,7 @@ fn check_input(input: &TensorType) -> Check {
     ensure(input.dtype == DType::U8, INPUT_NAME, "dtype", || {
         format!("the network input must be u8 image pixels, found {}", input.dtype)
     })?;
-    ensure(input.shape.iter().all(|&d| d > 0), INPUT_NAME, "shape", || {
-        format!("every dimension must be positive, found {:?}", input.shape)
-    })?;
+    check_shape(INPUT_NAME, "shape", input)?;
     check_scale(INPUT_NAME, input.scale)
 }
 
@@ -69,10 +67,17 @@ fn check_tensor_type(layer: &str, t: &TensorType) -> Check {
     ensure((MIN_BITS..=MAX_ACTIVATION_BITS).contains(&t.dtype.bits), layer, "output.dtype.bits", || {
         format!("must be {MIN_BITS}..={MAX_ACTIVATION_BITS}, found {}", t.dtype.bits)
     })?;
-    ensure(t.shape.iter().all(|&d| d > 0), layer, "output.shape", || {
+    check_shape(layer, "output.shape", t)?;
+    check_scale(layer, t.scale)
+}
+
+fn check_shape(layer: &str, field: &'static str, t: &TensorType) -> Check {
+    ensure(t.shape.iter().all(|&d| d > 0), layer, field, || {
         format!("every dimension must be positive, found {:?}", t.shape)
     })?;
-    check_scale(layer, t.scale)
+    ensure(t.elements() <= MAX_TENSOR_ELEMENTS, layer, field, || {
+        format!("{:?} has more than {MAX_TENSOR_ELEMENTS} values", t.shape)
+    })
 }
 
 fn resolve_inputs<'m>(layer: &Layer, tensors: &HashMap<&str, &'m TensorType>) -> Result<Vec<&'m TensorType>, ModelError> {
@@ -186,7 +191,7 @@ fn check_mac_params(layer: &str, p: &MacParams, outputs: usize, products: usize,
     ensure((MIN_BITS..=MAX_MAC_OPERAND_BITS).contains(&p.weight_bits), layer, "weight_bits", || {
         format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}, found {}", p.weight_bits)
     })?;
-    check_len(layer, "weights", p.weights.len(), outputs * products)?;
+    check_len(layer, "weights", p.weights.len(), outputs.saturating_mul(products))?;
     check_len(layer, "weight_scales", p.weight_scales.len(), outputs)?;
     check_len(layer, "bias", p.bias.len(), outputs)?;
     check_len(layer, "requant", p.requant.len(), outputs)?;
