@@ -1,5 +1,20 @@
 //! RTL generation for the divqat systolic-array accelerator, written with
 //! `rust-hdl` (pinned to 0.46.0) and emitted as Verilog.
+//!
+//! rust-hdl 0.46 traps met here, beyond those in DESIGN.md:
+//! - `#[hdl_gen]` copies expressions into the Verilog verbatim: a Rust
+//!   constant such as `x.get_bit(OPERAND_BITS - 1)` becomes the undefined
+//!   Verilog name `OPERAND_BITS`. Use literals or `Constant` fields.
+//! - a bare integer literal is emitted as a 32-bit constant (`32'hff00`),
+//!   which widens the expression; a `Constant<Bits<N>>` field becomes an
+//!   N-bit `localparam`.
+//! - widening with `bit_cast` emits `x & 16'hffff`, a Verilator WIDTH
+//!   warning, and rust-hdl has no concatenation; [`SignExtend`] emits a
+//!   width-exact replication instead.
+//! - `comment!("...")` keeps the macro name in the emitted comment, so it
+//!   cannot carry `// verilator lint_off` waivers.
+//! - the simulator of a single PE is fast (~500k cycles/s); the
+//!   ~10k cycles/s figure is for whole arrays.
 
 pub mod pe;
 pub mod sign_extend;
