@@ -48,7 +48,7 @@ fn data_list_json_shows_installed_datasets_with_counts() {
 #[test]
 fn eval_json_reports_accuracy_and_speed() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path(), "m.safetensors");
+    let model = write_model(dir.path(), "m.qnn");
     let out = divqat()
         .args(["eval", "--dataset", "fashion-mnist", "--backend", "reference", "--limit", "300", "--json", "--model"])
         .arg(&model)
@@ -66,28 +66,28 @@ fn eval_json_reports_accuracy_and_speed() {
 #[test]
 fn inspect_lists_layers_parameters_and_macs() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path(), "m.safetensors");
+    let model = write_model(dir.path(), "m.qnn");
     let out = divqat().args(["inspect", "--json", "--model"]).arg(&model).output().unwrap();
     assert!(out.status.success());
     let summary = json_of(&out.stdout);
-    assert_eq!(summary["macs_per_image"], 1_919_872);
-    assert_eq!(summary["parameters"], 23_946);
+    assert_eq!(summary["macs_per_image"], 2_794_240);
+    assert_eq!(summary["parameters"], 93_322);
     assert_eq!(summary["layers"][0]["op"], "conv2d");
     assert_eq!(summary["layers"][0]["weight_bits"], 8);
     let text = divqat().args(["inspect", "--model"]).arg(&model).output().unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("total: 23946 parameters, 1919872 MACs per image"));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("total: 93322 parameters, 2794240 MACs per image"));
 }
 
 #[test]
 fn corrupted_model_files_are_refused_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path(), "m.safetensors");
+    let model = write_model(dir.path(), "m.qnn");
     let mut bytes = std::fs::read(&model).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10; // a weight byte of the last tensor
     std::fs::write(&model, &bytes).unwrap();
     assert_one_line_failure(divqat().args(["inspect", "--model"]).arg(&model), "checksum mismatch");
-    assert_one_line_failure(divqat().args(["eval", "--model"]).arg(&model), "m.safetensors");
+    assert_one_line_failure(divqat().args(["eval", "--model"]).arg(&model), "m.qnn");
 }
 
 #[test]
@@ -95,29 +95,29 @@ fn wrong_version_and_out_of_range_weights_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = synthetic::small_cnn([1, 28, 28], 10, Precision { weight_bits: 4, activation_bits: 8 }, 1).unwrap();
     model.format_version = 2;
-    let path = dir.path().join("v2.safetensors");
+    let path = dir.path().join("v2.qnn");
     std::fs::write(&path, compiler::format::to_bytes(&model).unwrap()).unwrap();
     assert_one_line_failure(divqat().args(["inspect", "--model"]).arg(&path), "unsupported format version 2");
 
     model.format_version = 1;
     model.layers[2].op.mac_params_mut().unwrap().weights[0] = -9;
-    let path = dir.path().join("w.safetensors");
+    let path = dir.path().join("w.qnn");
     std::fs::write(&path, compiler::format::to_bytes(&model).unwrap()).unwrap();
     assert_one_line_failure(
         divqat().args(["inspect", "--model"]).arg(&path),
-        "layer 'conv2': field 'weights': value -9 at index 0 outside the 4-bit signed range [-8, 7]",
+        "layer 'b2_conv': field 'weights': value -9 at index 0 outside the 4-bit signed range [-8, 7]",
     );
 }
 
 #[test]
 fn mismatched_dataset_and_missing_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path(), "m.safetensors");
+    let model = write_model(dir.path(), "m.qnn");
     assert_one_line_failure(
         divqat().args(["eval", "--dataset", "digits", "--model"]).arg(&model),
         "model input is [1, 28, 28] but digits images are [1, 8, 8]",
     );
-    assert_one_line_failure(divqat().args(["inspect", "--model", "/nonexistent/x.safetensors"]), "/nonexistent/x.safetensors: cannot read");
+    assert_one_line_failure(divqat().args(["inspect", "--model", "/nonexistent/x.qnn"]), "/nonexistent/x.qnn: cannot read");
     assert_one_line_failure(
         divqat().args(["eval", "--dataset", "cifar10", "--data-dir"]).arg(dir.path()).arg("--model").arg(&model),
         "test_batch.bin: not found",

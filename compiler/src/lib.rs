@@ -10,6 +10,7 @@ pub mod ir;
 pub mod reference;
 pub mod synthetic;
 pub mod validate;
+pub mod zoo;
 
 pub use backend::{Backend, BackendError, Inference};
 pub use format::{load, save, ModelFileError};

@@ -10,6 +10,7 @@ use crate::arith::{AddRescale, DType, Requant};
 use crate::builder::{ConvGeometry, ModelBuilder, OutType};
 use crate::ir::{MacParams, Model};
 use crate::validate::ModelError;
+use crate::zoo::{Arch, Block, ConvSpec};
 
 /// Weight and activation widths of a synthetic model.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +45,15 @@ fn relu_out(p: Precision) -> OutType {
     OutType { dtype: DType::unsigned(p.activation_bits), scale: 0.05 }
 }
 
+fn out_type(p: Precision, relu: bool) -> OutType {
+    let dtype = if relu { DType::unsigned(p.activation_bits) } else { DType::signed(p.activation_bits) };
+    OutType { dtype, scale: 0.05 }
+}
+
+fn logits_out() -> OutType {
+    OutType { dtype: DType::signed(16), scale: 0.01 }
+}
+
 fn conv(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, g: ConvGeometry, p: Precision, out: OutType) {
     let input = b.current().clone();
     let products = input.shape[0] * g.kernel[0] * g.kernel[1];
@@ -57,20 +67,60 @@ fn linear(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, outputs: usize
     b.linear(name, outputs, params, out);
 }
 
-/// The default small CNN topology (the trainer's `small-cnn`) with random parameters:
-/// conv3x3(16)-maxpool2-conv3x3(32)-maxpool2-conv3x3(64)-global-avg-pool-linear(classes),
-/// ReLU after every conv, 16-bit signed logits. ~1.9 M MACs on 28x28x1.
-pub fn small_cnn(input: [usize; 3], classes: usize, p: Precision, seed: u64) -> Result<Model, ModelError> {
+fn geometry(c: &ConvSpec) -> ConvGeometry {
+    ConvGeometry { out_channels: c.out_channels, kernel: [c.kernel; 2], stride: [c.stride; 2], padding: [c.padding; 2] }
+}
+
+/// A zoo architecture with random parameters; the last linear layer gives 16-bit logits.
+pub fn random_model(arch: Arch, input: [usize; 3], classes: usize, width: f64, p: Precision, seed: u64) -> Result<Model, ModelError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut b = ModelBuilder::new("small-cnn-random", input);
-    conv(&mut b, &mut rng, "conv1", ConvGeometry::square(16, 3, 1), p, relu_out(p));
-    b.max_pool("pool1", 2, 2);
-    conv(&mut b, &mut rng, "conv2", ConvGeometry::square(32, 3, 1), p, relu_out(p));
-    b.max_pool("pool2", 2, 2);
-    conv(&mut b, &mut rng, "conv3", ConvGeometry::square(64, 3, 1), p, relu_out(p));
-    b.global_avg_pool("gap", gap_requant(b.current().shape), relu_out(p));
-    linear(&mut b, &mut rng, "fc", classes, p, OutType { dtype: DType::signed(16), scale: 0.01 });
+    let mut b = ModelBuilder::new(&format!("{arch}-random"), input);
+    let blocks = arch.blocks(classes, width);
+    let last = blocks.len() - 1;
+    for (i, block) in blocks.iter().enumerate() {
+        let name = |part: &str| format!("b{i}_{part}");
+        match block {
+            Block::Conv(c) => conv(&mut b, &mut rng, &name("conv"), geometry(c), p, out_type(p, c.relu)),
+            Block::MaxPool { kernel, stride } => {
+                b.max_pool(&name("maxpool"), *kernel, *stride);
+            }
+            Block::GlobalAvgPool => {
+                let rq = gap_requant(b.current().shape);
+                b.global_avg_pool(&name("gap"), rq, relu_out(p));
+            }
+            Block::Flatten => {
+                b.flatten(&name("flatten"));
+            }
+            Block::Linear { out_features, relu } => {
+                let out = if i == last { logits_out() } else { out_type(p, *relu) };
+                linear(&mut b, &mut rng, &name("fc"), *out_features, p, out);
+            }
+            Block::Residual { body, shortcut } => residual(&mut b, &mut rng, &name(""), body, shortcut.as_ref(), p),
+        }
+    }
     b.build()
+}
+
+fn residual(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, prefix: &str, body: &[ConvSpec], shortcut: Option<&ConvSpec>, p: Precision) {
+    let block_input = b.current_name().to_string();
+    let skip = match shortcut {
+        Some(c) => {
+            conv(b, rng, &format!("{prefix}shortcut"), geometry(c), p, out_type(p, c.relu));
+            b.current_name().to_string()
+        }
+        None => block_input.clone(),
+    };
+    b.from_tensor(&block_input);
+    for (j, c) in body.iter().enumerate() {
+        conv(b, rng, &format!("{prefix}conv{j}"), geometry(c), p, out_type(p, c.relu));
+    }
+    let rescale = AddRescale { multiplier_a: rng.gen_range(1..4096), multiplier_b: rng.gen_range(1..4096), shift: 12 };
+    b.add(&format!("{prefix}add"), &skip, rescale, relu_out(p));
+}
+
+/// The default small CNN (`Arch::SmallCnn`, width 1) with random parameters.
+pub fn small_cnn(input: [usize; 3], classes: usize, p: Precision, seed: u64) -> Result<Model, ModelError> {
+    random_model(Arch::SmallCnn, input, classes, 1.0, p, seed)
 }
 
 /// Requantizer of a global average pool over a `[C, H, W]` tensor at equal scales.
@@ -92,6 +142,6 @@ pub fn tiny_resnet(input: [usize; 3], classes: usize, p: Precision, seed: u64) -
     conv(&mut b, &mut rng, "down", down, p, relu_out(p));
     b.avg_pool("avg", 2, 2, Requant::from_factor(0.25).expect("in range"), relu_out(p));
     b.flatten("flat");
-    linear(&mut b, &mut rng, "fc", classes, p, OutType { dtype: DType::signed(16), scale: 0.01 });
+    linear(&mut b, &mut rng, "fc", classes, p, logits_out());
     b.build()
 }

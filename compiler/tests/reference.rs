@@ -251,7 +251,16 @@ fn residual_add_and_global_pool_by_hand() {
 
 #[test]
 fn ragged_batches_are_refused() {
-    let model = synthetic::small_cnn([1, 8, 8], 4, Precision::W8A8, 0).unwrap();
+    let model = synthetic::tiny_resnet([1, 8, 8], 4, Precision::W8A8, 0).unwrap();
     let err = Reference::new(model).infer(&[0u8; 65]).unwrap_err();
     assert_eq!(err.to_string(), "image batch of 65 bytes is not a whole number of 64-byte images");
+}
+
+#[test]
+fn zoo_architectures_match_naive_evaluation() {
+    use compiler::zoo::Arch;
+    for arch in [Arch::Resnet8, Arch::Cnv] {
+        let model = synthetic::random_model(arch, [3, 12, 12], 10, 0.25, Precision { weight_bits: 6, activation_bits: 7 }, 9).unwrap();
+        assert_reference_matches_naive(&model, 4, 2);
+    }
 }

@@ -20,9 +20,9 @@ pub enum BackendKind {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat eval --model m.safetensors --dataset fashion-mnist --limit 1000\n  divqat eval --model m.safetensors --dataset digits --split train --json")]
+#[command(after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json")]
 pub struct EvalArgs {
-    /// Integer model file (.safetensors written by divqat).
+    /// Integer model file (.qnn, written by divqat train or random-model).
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// fashion-mnist, animal-mnist, digits, cifar10 or cifar100.

@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::output::print_json;
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat inspect --model run/qat/model.safetensors\n  divqat inspect --model m.safetensors --json")]
+#[command(after_help = "Examples:\n  divqat inspect --model run/qat/model.qnn\n  divqat inspect --model m.qnn --json")]
 pub struct InspectArgs {
-    /// Integer model file (.safetensors written by divqat).
+    /// Integer model file (.qnn, written by divqat train or random-model).
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Print JSON instead of a table.

@@ -15,9 +15,9 @@ attack, experiment, flow.
 
 Examples:
   divqat data list
-  divqat random-model --arch small-cnn --out model.safetensors
-  divqat inspect --model model.safetensors
-  divqat eval --model model.safetensors --dataset fashion-mnist --limit 1000 --json
+  divqat random-model --arch small-cnn --out model.qnn
+  divqat inspect --model model.qnn
+  divqat eval --model model.qnn --dataset fashion-mnist --limit 1000 --json
   divqat bench reference";
 
 #[derive(Parser)]

@@ -4,22 +4,19 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use compiler::synthetic::{self, Precision};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Arch {
-    /// conv-pool-conv-pool-conv-global-avg-pool-linear (the default trainer topology).
-    SmallCnn,
-    /// A small residual net that uses every operator (strided conv, add, avg-pool, flatten).
-    TinyResnet,
-}
+use compiler::zoo::Arch;
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat random-model --out model.safetensors\n  divqat random-model --arch tiny-resnet --input 3x32x32 --weight-bits 4 --activation-bits 4 --out r.safetensors")]
+#[command(after_help = "Examples:\n  divqat random-model --out model.qnn\n  divqat random-model --arch resnet8 --input 3x32x32 --weight-bits 4 --activation-bits 4 --out r.qnn")]
 pub struct RandomModelArgs {
-    #[arg(long, value_enum, default_value = "small-cnn")]
+    /// small-cnn, cnv, resnet8, resnet20 or resnet18 (the trainer's model zoo).
+    #[arg(long, default_value = "small-cnn")]
     pub arch: Arch,
+    /// Channel width multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
     /// Input shape CxHxW.
     #[arg(long, default_value = "1x28x28", value_parser = parse_shape)]
     pub input: [usize; 3],
@@ -31,7 +28,7 @@ pub struct RandomModelArgs {
     pub activation_bits: u8,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where to write the model (.safetensors).
+    /// Where to write the model (.qnn).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
@@ -47,11 +44,8 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
 
 pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
     let precision = Precision { weight_bits: args.weight_bits, activation_bits: args.activation_bits };
-    let model = match args.arch {
-        Arch::SmallCnn => synthetic::small_cnn(args.input, args.classes, precision, args.seed),
-        Arch::TinyResnet => synthetic::tiny_resnet(args.input, args.classes, precision, args.seed),
-    }
-    .context("cannot build a model of that shape")?;
+    let model = synthetic::random_model(args.arch, args.input, args.classes, args.width, precision, args.seed)
+        .with_context(|| format!("cannot build {} for a {:?} input", args.arch, args.input))?;
     compiler::save(&model, &args.out)?;
     eprintln!("wrote {} ({} parameters, {} MACs per image)", args.out.display(), model.parameter_count(), model.macs());
     Ok(())
