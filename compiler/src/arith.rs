@@ -17,6 +17,17 @@ pub const MAX_MAC_OPERAND_BITS: u8 = 8;
 /// Narrowest weight or activation.
 pub const MIN_BITS: u8 = 2;
 
+/// Weight and activation widths of a quantized network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Precision {
+    pub weight_bits: u8,
+    pub activation_bits: u8,
+}
+
+impl Precision {
+    pub const W8A8: Precision = Precision { weight_bits: 8, activation_bits: 8 };
+}
+
 /// Bit width and signedness of an integer tensor (docs §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DType {
@@ -140,6 +151,17 @@ pub struct AddRescale {
 }
 
 impl AddRescale {
+    /// The rescale closest to real factors `a_factor` and `b_factor` with one shared
+    /// shift: the largest shift at which both multipliers fit in 16 bits.
+    pub fn from_factors(a_factor: f64, b_factor: f64) -> Option<AddRescale> {
+        let larger = Requant::from_factor(a_factor.max(b_factor))?;
+        let scaled = |f: f64| (f * (1u64 << larger.shift) as f64).round() as u32;
+        if a_factor < 0.0 || b_factor < 0.0 || !b_factor.is_finite() || !a_factor.is_finite() {
+            return None;
+        }
+        Some(AddRescale { multiplier_a: scaled(a_factor), multiplier_b: scaled(b_factor), shift: larger.shift })
+    }
+
     pub fn is_valid(self) -> bool {
         let a = Requant { multiplier: self.multiplier_a, shift: self.shift };
         let b = Requant { multiplier: self.multiplier_b, shift: self.shift };
@@ -225,6 +247,16 @@ mod tests {
         assert_eq!(Requant::from_factor(-1.0), None);
         assert_eq!(Requant::from_factor(1e9), None);
         assert_eq!(Requant::from_factor(0.0).unwrap().multiplier, 0);
+    }
+
+    #[test]
+    fn add_rescale_shares_one_shift() {
+        let r = AddRescale::from_factors(0.75, 0.3).unwrap();
+        assert!(r.is_valid());
+        assert!(r.multiplier_a >= 1 << 15, "the larger factor uses the full 16 bits");
+        let f = |m: u32| m as f64 / (1u64 << r.shift) as f64;
+        assert!((f(r.multiplier_a) - 0.75).abs() < 1e-4 && (f(r.multiplier_b) - 0.3).abs() < 1e-4);
+        assert_eq!(AddRescale::from_factors(-1.0, 0.5), None);
     }
 
     proptest! {

@@ -6,22 +6,13 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::arith::Precision;
 use crate::arith::{AddRescale, DType, Requant};
 use crate::builder::{ConvGeometry, ModelBuilder, OutType};
 use crate::ir::{MacParams, Model};
 use crate::validate::ModelError;
 use crate::zoo::{Arch, Block, ConvSpec};
 
-/// Weight and activation widths of a synthetic model.
-#[derive(Clone, Copy, Debug)]
-pub struct Precision {
-    pub weight_bits: u8,
-    pub activation_bits: u8,
-}
-
-impl Precision {
-    pub const W8A8: Precision = Precision { weight_bits: 8, activation_bits: 8 };
-}
 
 /// Random MAC parameters for `outputs` channels of `products` products each.
 pub fn random_mac_params(rng: &mut ChaCha8Rng, outputs: usize, products: usize, weight_bits: u8, input: DType) -> MacParams {

@@ -3,6 +3,10 @@
 //! libtorch 2.13.0 is installed into `.deps/libtorch` by `scripts/setup.sh`;
 //! `.cargo/config.toml` points `LIBTORCH` at it and `build.rs` adds the rpath.
 
+pub mod export;
+pub mod float_net;
+pub mod quant_net;
+
 use std::fmt;
 use std::str::FromStr;
 
