@@ -6,15 +6,19 @@ mod eval;
 mod inspect;
 mod output;
 mod random_model;
+#[cfg(feature = "train")]
+mod train;
 
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): train, compile, rtl, sim, synth, fit,
-attack, experiment, flow.
+Planned subcommands (not available yet): compile, rtl, sim, synth, fit, attack,
+experiment, flow.
 
 Examples:
   divqat data list
+  divqat train --mode fp --out runs/fp
+  divqat train --mode qat --teacher runs/fp --out runs/qat
   divqat random-model --arch small-cnn --out model.qnn
   divqat inspect --model model.qnn
   divqat eval --model model.qnn --dataset fashion-mnist --limit 1000 --json
@@ -38,6 +42,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write an integer model with random parameters (for hardware bring-up and benchmarks).
     RandomModel(random_model::RandomModelArgs),
+    /// Train a model: full precision, QAT or DivQAT; exports the integer model.
+    #[cfg(feature = "train")]
+    Train(Box<train::TrainArgs>),
     /// Measure throughput (reports ratios against a baseline run in the same process).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,5 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::RandomModel(args) => random_model::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::run(*args),
     }
 }

@@ -3,9 +3,16 @@
 //! libtorch 2.13.0 is installed into `.deps/libtorch` by `scripts/setup.sh`;
 //! `.cargo/config.toml` points `LIBTORCH` at it and `build.rs` adds the rpath.
 
+pub mod batches;
+pub mod checkpoint;
+pub mod config;
 pub mod export;
 pub mod float_net;
+pub mod loss;
+pub mod optim;
+pub mod progress;
 pub mod quant_net;
+pub mod train;
 
 use std::fmt;
 use std::str::FromStr;

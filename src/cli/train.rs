@@ -1,0 +1,174 @@
+//! `divqat train`: FP training, QAT and DivQAT (needs the `train` feature, libtorch).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use compiler::zoo::Arch;
+use datasets::{DataLocations, DatasetId};
+use trainer::batches::Augment;
+use trainer::config::{TrainConfig, TrainMode};
+use trainer::loss::KlDirection;
+use trainer::train::{run as run_training, RunOptions, TrainSummary};
+use trainer::ComputeDevice;
+
+use super::output::print_json;
+
+const EXAMPLES: &str = "\
+Examples:
+  divqat train --mode fp --out runs/fp
+  divqat train --mode qat --teacher runs/fp --wbits 4 --abits 4 --out runs/qat-w4a4
+  divqat train --mode divqat --teacher runs/fp --div-weight 0.04 --temperature 4 --out runs/divqat
+  divqat train --mode fp --dataset cifar10 --data-dir ~/cifar-10-batches-bin --arch resnet20 --out runs/c10
+  divqat train --config my.toml --out runs/x --json
+  divqat train --resume --config runs/x/config.toml --out runs/x";
+
+/// Every option overrides the defaults or the --config file; unset ones keep them.
+#[derive(Args)]
+#[command(after_help = EXAMPLES)]
+pub struct TrainArgs {
+    /// fp (from scratch), qat or divqat (fine-tune the --teacher run).
+    #[arg(long, value_enum)]
+    pub mode: Option<TrainMode>,
+    /// A TOML training config (the format of a run's config.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run directory: config, checkpoint, metrics, model.qnn.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub dataset: Option<DatasetId>,
+    /// Directory with CIFAR-10/100 binary batches.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// small-cnn, cnv, resnet8, resnet20 or resnet18.
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Channel width multiplier.
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// Run directory of a finished fp run (qat and divqat).
+    #[arg(long, value_name = "DIR")]
+    pub teacher: Option<PathBuf>,
+    #[arg(long)]
+    pub wbits: Option<u8>,
+    #[arg(long)]
+    pub abits: Option<u8>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak AdamW learning rate (cosine decay).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Train on a seeded random subset of N images.
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Evaluate on a seeded random subset of N test images.
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+    #[arg(long, value_enum)]
+    pub augment: Option<Augment>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Batches that calibrate activation ranges before QAT.
+    #[arg(long)]
+    pub calibration_batches: Option<usize>,
+    /// DivQAT weight w of the divergence term.
+    #[arg(long)]
+    pub div_weight: Option<f64>,
+    /// DivQAT softmax temperature T.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long, value_enum)]
+    pub kl_direction: Option<KlDirection>,
+    /// Continue an interrupted run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// libtorch threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the summary as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Apply `Some` values of `$args` fields onto `$config` fields.
+macro_rules! override_fields {
+    ($config:ident, $args:ident, $($field:ident => $target:ident),* $(,)?) => {
+        $(if let Some(v) = $args.$field.clone() { $config.$target = v; })*
+    };
+}
+
+fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => {
+            let Some(mode) = args.mode else { bail!("--mode fp|qat|divqat is required (or --config FILE)") };
+            TrainConfig::defaults(mode, args.dataset.unwrap_or(DatasetId::FashionMnist))
+        }
+    };
+    if let Some(dataset) = args.dataset {
+        if args.augment.is_none() && args.config.is_none() {
+            config.augment = Augment::default_for(dataset.shape());
+        }
+    }
+    override_fields!(config, args,
+        mode => mode, dataset => dataset, arch => arch, width => width, wbits => weight_bits, abits => activation_bits,
+        epochs => epochs, batch_size => batch_size, lr => lr, weight_decay => weight_decay, augment => augment,
+        seed => seed, calibration_batches => calibration_batches, div_weight => div_weight,
+        temperature => temperature, kl_direction => kl_direction);
+    if args.data_dir.is_some() {
+        config.data_dir = args.data_dir.clone();
+    }
+    if args.teacher.is_some() {
+        config.teacher = args.teacher.clone();
+    }
+    if args.train_limit.is_some() {
+        config.train_limit = args.train_limit;
+    }
+    if args.test_limit.is_some() {
+        config.test_limit = args.test_limit;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+fn print_summary(s: &TrainSummary, out: &std::path::Path) {
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    println!("{} run in {} finished: {} epochs, {:.0} s", s.mode.as_str(), out.display(), s.epochs, s.seconds);
+    println!("  test accuracy (deployed): {}", pct(Some(s.test_accuracy)));
+    if s.integer_accuracy.is_some() {
+        println!("  fake-quant {}  integer {}  top-1 agreement {}", pct(s.fakequant_accuracy), pct(s.integer_accuracy), pct(s.agreement));
+        println!("  integer model: {}", out.join(trainer::train::MODEL_FILE).display());
+    }
+    if let Some(kl) = s.kl_to_teacher {
+        println!("  mean KL to teacher: {kl:.5}");
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let config = build_config(&args)?;
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let device: ComputeDevice = args.device.parse()?;
+    let options = RunOptions {
+        out: args.out.clone(),
+        resume: args.resume,
+        device: device.to_tch()?,
+        show_progress: !args.json,
+        locations: DataLocations::default_locations(),
+    };
+    let summary = run_training(&config, &options).with_context(|| format!("training run {}", args.out.display()))?;
+    if args.json {
+        return print_json(&summary);
+    }
+    print_summary(&summary, &args.out);
+    Ok(())
+}
