@@ -21,7 +21,8 @@ Examples:
   divqat train --mode divqat --teacher runs/fp --div-weight 0.04 --temperature 4 --out runs/divqat
   divqat train --mode fp --dataset cifar10 --data-dir ~/cifar-10-batches-bin --arch resnet20 --out runs/c10
   divqat train --config my.toml --out runs/x --json
-  divqat train --resume --config runs/x/config.toml --out runs/x";
+  divqat train --mode fp --epochs 20 --pause-after 5 --out runs/long
+  divqat train --resume --out runs/long";
 
 /// Every option overrides the defaults or the --config file; unset ones keep them.
 #[derive(Args)]
@@ -87,6 +88,9 @@ pub struct TrainArgs {
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after N epochs of this invocation; continue later with --resume.
+    #[arg(long, value_name = "N")]
+    pub pause_after: Option<usize>,
     /// libtorch threads (default: all cores).
     #[arg(long)]
     pub threads: Option<i32>,
@@ -106,7 +110,9 @@ macro_rules! override_fields {
 }
 
 fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let mut config = match &args.config {
+    let resumed_config = args.out.join(trainer::train::CONFIG_FILE);
+    let base = args.config.clone().or_else(|| (args.resume && resumed_config.exists()).then_some(resumed_config));
+    let mut config = match &base {
         Some(path) => TrainConfig::load(path).map_err(anyhow::Error::msg)?,
         None => {
             let Some(mode) = args.mode else { bail!("--mode fp|qat|divqat is required (or --config FILE)") };
@@ -114,7 +120,7 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         }
     };
     if let Some(dataset) = args.dataset {
-        if args.augment.is_none() && args.config.is_none() {
+        if args.augment.is_none() && base.is_none() {
             config.augment = Augment::default_for(dataset.shape());
         }
     }
@@ -164,8 +170,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         device: device.to_tch()?,
         show_progress: !args.json,
         locations: DataLocations::default_locations(),
+        pause_after: args.pause_after,
     };
-    let summary = run_training(&config, &options).with_context(|| format!("training run {}", args.out.display()))?;
+    let Some(summary) = run_training(&config, &options).with_context(|| format!("training run {}", args.out.display()))? else {
+        eprintln!("paused; continue with: divqat train --resume --out {}", args.out.display());
+        return Ok(());
+    };
     if args.json {
         return print_json(&summary);
     }

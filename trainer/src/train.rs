@@ -65,6 +65,9 @@ pub struct RunOptions {
     pub device: Device,
     pub show_progress: bool,
     pub locations: DataLocations,
+    /// Stop after this many epochs of this invocation, leaving the run resumable
+    /// (time-sliced training; also how tests interrupt a run).
+    pub pause_after: Option<usize>,
 }
 
 /// Errors that end a run; every message names the file or field concerned.
@@ -121,8 +124,8 @@ fn load_data(config: &TrainConfig, locations: &DataLocations) -> Result<Data, Tr
     Ok(Data { train: limit(train, config.train_limit, 0), test: limit(test, config.test_limit, 0x5eed) })
 }
 
-/// Train (or resume) a run and return its summary.
-pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<TrainSummary, TrainError> {
+/// Train (or resume) a run and return its summary; `None` when paused early.
+pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSummary>, TrainError> {
     config.validate().map_err(TrainError::Config)?;
     prepare_run_dir(config, options)?;
     let data = load_data(config, &options.locations)?;
@@ -156,15 +159,19 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<TrainSummary, T
     };
     let teacher_net = teacher.as_ref().map(|(_, t)| t);
     let mut history = read_history(&options.out, first_epoch)?;
-    for epoch in first_epoch..config.epochs {
+    let last_epoch = options.pause_after.map_or(config.epochs, |n| (first_epoch + n).min(config.epochs));
+    for epoch in first_epoch..last_epoch {
         let metrics = train_epoch(&mut net, teacher_net, &mut optimizer, &data, config, options, epoch)?;
         history.push(metrics);
         checkpoint::save(&checkpoint_path, &vs, &optimizer, epoch + 1)?;
         write_history(&options.out, &history)?;
     }
+    if last_epoch < config.epochs {
+        return Ok(None);
+    }
     let summary = finish(&mut net, teacher_net, &data, config, options, &history)?;
     write_atomic(&options.out.join(SUMMARY_FILE), serde_json::to_string_pretty(&summary).expect("serializes").as_bytes())?;
-    Ok(summary)
+    Ok(Some(summary))
 }
 
 /// Create the run directory and record the config; a directory that already holds a
