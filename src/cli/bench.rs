@@ -22,6 +22,40 @@ pub enum BenchCommand {
     /// all threads against one thread.
     #[command(after_help = "Examples:\n  divqat bench reference\n  divqat bench reference --images 4000 --json")]
     Reference(ReferenceBenchArgs),
+    /// Training-step throughput: FP vs QAT vs DivQAT steps (batch 128, random data)
+    /// for small-cnn on 1x28x28 and resnet20 on 3x32x32.
+    #[cfg(feature = "train")]
+    #[command(after_help = "Examples:\n  divqat bench train\n  divqat bench train --steps 20 --json")]
+    Train(TrainBenchArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(feature = "train")]
+fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    use compiler::zoo::Arch;
+    let cases = [(Arch::SmallCnn, [1, 28, 28]), (Arch::Resnet20, [3, 32, 32])];
+    let rates: Vec<_> = cases.iter().map(|&(arch, input)| trainer::bench::bench_steps(arch, input, 10, args.batch, args.steps)).collect();
+    if args.json {
+        return print_json(&rates);
+    }
+    println!("{:<10} {:>10} {:>12} {:>12} {:>14} {:>10} {:>12}", "arch", "input", "FP img/s", "QAT img/s", "DivQAT img/s", "QAT/FP", "DivQAT/FP");
+    for r in &rates {
+        let input = format!("{}x{}x{}", r.input[0], r.input[1], r.input[2]);
+        println!("{:<10} {:>10} {:>12.0} {:>12.0} {:>14.0} {:>9.2}x {:>11.2}x", r.arch, input, r.fp_images_per_second, r.qat_images_per_second, r.divqat_images_per_second, r.qat_cost_vs_fp, r.divqat_cost_vs_fp);
+    }
+    println!("(QAT/FP = FP step throughput divided by QAT step throughput: the slowdown of fake quantization)");
+    Ok(())
 }
 
 #[derive(Args)]
@@ -94,5 +128,7 @@ fn reference(args: ReferenceBenchArgs) -> anyhow::Result<()> {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Reference(args) => reference(args),
+        #[cfg(feature = "train")]
+        BenchCommand::Train(args) => train(args),
     }
 }

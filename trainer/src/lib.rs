@@ -4,6 +4,7 @@
 //! `.cargo/config.toml` points `LIBTORCH` at it and `build.rs` adds the rpath.
 
 pub mod batches;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod export;
