@@ -123,3 +123,26 @@ fn mismatched_dataset_and_missing_files_are_clear_errors() {
         "test_batch.bin: not found",
     );
 }
+
+#[test]
+fn train_json_prints_the_summary_as_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = dir.path().join("fp");
+    let tiny = ["--epochs", "1", "--train-limit", "256", "--test-limit", "100", "--width", "0.25", "--json"];
+    let out = divqat().args(["train", "--mode", "fp"]).args(tiny).arg("--out").arg(&fp).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = divqat().args(["train", "--mode", "qat", "--wbits", "4", "--abits", "4"]).args(tiny).arg("--teacher").arg(&fp).arg("--out").arg(dir.path().join("q")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = json_of(stdout.lines().last().unwrap().as_bytes());
+    for key in ["mode", "test_accuracy", "fakequant_accuracy", "integer_accuracy", "agreement", "kl_to_teacher", "epochs", "seconds"] {
+        assert!(summary.get(key).is_some(), "missing {key}: {summary}");
+    }
+    assert_eq!(summary["mode"], "qat");
+    assert_eq!(summary["agreement"], 1.0);
+    // The exported model is a valid input for the rest of the tool.
+    let model = dir.path().join("q/model.qnn");
+    assert!(divqat().args(["inspect", "--model"]).arg(&model).output().unwrap().status.success());
+    assert_one_line_failure(divqat().args(["train", "--mode", "qat"]).args(tiny).arg("--out").arg(dir.path().join("x")), "config field 'teacher'");
+    assert_one_line_failure(divqat().args(["train", "--mode", "fp", "--wbits", "1", "--out"]).arg(dir.path().join("y")), "config field 'weight_bits'");
+}

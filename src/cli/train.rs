@@ -9,6 +9,7 @@ use datasets::{DataLocations, DatasetId};
 use trainer::batches::Augment;
 use trainer::config::{TrainConfig, TrainMode};
 use trainer::loss::KlDirection;
+use trainer::optim::{OptimizerKind, Schedule};
 use trainer::train::{run as run_training, RunOptions, TrainSummary};
 use trainer::ComputeDevice;
 
@@ -59,9 +60,13 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Peak AdamW learning rate (cosine decay).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Train on a seeded random subset of N images.
@@ -126,7 +131,7 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     override_fields!(config, args,
         mode => mode, dataset => dataset, arch => arch, width => width, wbits => weight_bits, abits => activation_bits,
-        epochs => epochs, batch_size => batch_size, lr => lr, weight_decay => weight_decay, augment => augment,
+        epochs => epochs, batch_size => batch_size, optimizer => optimizer, lr => lr, schedule => schedule, weight_decay => weight_decay, augment => augment,
         seed => seed, calibration_batches => calibration_batches, div_weight => div_weight,
         temperature => temperature, kl_direction => kl_direction);
     if args.data_dir.is_some() {

@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::float_net::FloatNet;
 use crate::loss::{loss, Divergence, KlDirection};
-use crate::optim::AdamW;
+use crate::optim::{Optimizer, OptimizerKind};
 use crate::quant_net::{Arithmetic, Mode, QuantNet};
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,7 +45,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
     let blocks = arch.blocks(classes, 1.0);
     let fvs = VarStore::new(Device::Cpu);
     let float = FloatNet::new(&fvs.root(), &blocks, input);
-    let mut fopt = AdamW::new(&fvs, 1e-4);
+    let mut fopt = Optimizer::new(OptimizerKind::Adamw, &fvs, 1e-4);
     let fp = rate(batch, steps, || {
         let terms = loss(&float.forward_t(&(&pixels / 255.0), true), &labels, None);
         fopt.zero_grad();
@@ -55,7 +55,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
     let qvs = VarStore::new(Device::Cpu);
     let mut quant = QuantNet::from_float(&qvs.root(), &float, Precision::W8A8);
     let _ = tch::no_grad(|| quant.forward(&pixels, Mode { calibrating: true, arithmetic: Arithmetic::Fast }));
-    let mut qopt = AdamW::new(&qvs, 1e-4);
+    let mut qopt = Optimizer::new(OptimizerKind::Adamw, &qvs, 1e-4);
     let mode = Mode { calibrating: false, arithmetic: Arithmetic::Fast };
     let divergence = Divergence { weight: 0.04, temperature: 4.0, direction: KlDirection::QuantToTeacher };
     let mut q_step = |divqat: bool| {

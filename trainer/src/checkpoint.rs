@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::optim::AdamW;
+use crate::optim::Optimizer;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const MODEL_PREFIX: &str = "model.";
@@ -26,7 +26,7 @@ fn error(path: &Path, message: impl Into<String>) -> CheckpointError {
 }
 
 /// Write `vs`, the optimizer state and `epochs_done` to `path` (temp file + rename).
-pub fn save(path: &Path, vs: &VarStore, optimizer: &AdamW, epochs_done: usize) -> Result<(), CheckpointError> {
+pub fn save(path: &Path, vs: &VarStore, optimizer: &Optimizer, epochs_done: usize) -> Result<(), CheckpointError> {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t)).collect();
     named.extend(optimizer.state());
     named.push((EPOCH_KEY.to_string(), Tensor::from_slice(&[epochs_done as i64])));
@@ -77,7 +77,7 @@ impl Checkpoint {
         Ok(())
     }
 
-    pub fn load_optimizer(&self, optimizer: &mut AdamW) -> Result<(), CheckpointError> {
+    pub fn load_optimizer(&self, optimizer: &mut Optimizer) -> Result<(), CheckpointError> {
         optimizer.load_state(|name| self.tensors.get(name).map(Tensor::shallow_clone)).map_err(|m| error(&self.path, m))
     }
 }

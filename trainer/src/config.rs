@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batches::Augment;
 use crate::loss::{Divergence, KlDirection};
+use crate::optim::{OptimizerKind, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -51,8 +52,10 @@ pub struct TrainConfig {
     pub activation_bits: u8,
     pub epochs: usize,
     pub batch_size: usize,
-    /// Peak learning rate of AdamW, decayed with a cosine schedule.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
     pub lr: f64,
+    pub schedule: Schedule,
     pub weight_decay: f64,
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
@@ -80,7 +83,9 @@ impl TrainConfig {
             activation_bits: 8,
             epochs: if mode == TrainMode::Fp { 10 } else { 3 },
             batch_size: 128,
+            optimizer: OptimizerKind::Adamw,
             lr: if mode == TrainMode::Fp { 2e-3 } else { 2e-4 },
+            schedule: Schedule::Cosine,
             weight_decay: 1e-4,
             train_limit: None,
             test_limit: None,
@@ -133,5 +138,34 @@ impl TrainConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trips_and_unknown_fields_are_refused() {
+        let config = TrainConfig { teacher: Some("runs/fp".into()), ..TrainConfig::defaults(TrainMode::Divqat, DatasetId::FashionMnist) };
+        let text = config.to_toml();
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), config);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{text}\nlearning_rate = 3\n")).unwrap();
+        let err = TrainConfig::load(&path).unwrap_err();
+        assert!(err.contains("c.toml") && err.contains("learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn impossible_settings_name_the_field() {
+        let base = TrainConfig::defaults(TrainMode::Fp, DatasetId::FashionMnist);
+        assert!(base.validate().is_ok());
+        let bad = TrainConfig { weight_bits: 9, ..base.clone() };
+        assert_eq!(bad.validate().unwrap_err(), "config field 'weight_bits': must be 2..=8");
+        let bad = TrainConfig { epochs: 0, ..base.clone() };
+        assert!(bad.validate().unwrap_err().contains("'epochs'"));
+        let bad = TrainConfig { mode: TrainMode::Qat, ..base };
+        assert!(bad.validate().unwrap_err().contains("'teacher'"));
     }
 }

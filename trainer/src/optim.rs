@@ -1,15 +1,44 @@
-//! AdamW written over plain tensors, so that its state can be checkpointed and a
-//! resumed run continues exactly where the interrupted one stopped (libtorch's own
+//! Optimizers written over plain tensors, so that their state can be checkpointed and
+//! a resumed run continues exactly where the interrupted one stopped (libtorch's own
 //! optimizers keep their state out of reach of the Rust API).
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-/// Adam with decoupled weight decay (Loshchilov & Hutter), applied to weights of
-/// rank >= 2 only (not to biases or batch-norm parameters).
-pub struct AdamW {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Adam with decoupled weight decay.
+    Adamw,
+    /// SGD with Nesterov momentum 0.9 and decoupled weight decay.
+    Sgd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Cosine decay from the peak learning rate to 0 over the run.
+    Cosine,
+    Constant,
+}
+
+impl Schedule {
+    pub fn lr(self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Cosine => cosine_lr(base, step, total),
+            Schedule::Constant => base,
+        }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter) or Nesterov SGD; weight decay applies to weights of
+/// rank >= 2 only (not to biases or batch-norm parameters). For SGD the first
+/// moment is the momentum buffer and the second moment is unused.
+pub struct Optimizer {
+    pub kind: OptimizerKind,
     /// Trainable variables by name, in a fixed order.
     params: BTreeMap<String, Tensor>,
     first_moment: BTreeMap<String, Tensor>,
@@ -21,14 +50,17 @@ pub struct AdamW {
     pub weight_decay: f64,
 }
 
+const SGD_MOMENTUM: f64 = 0.9;
+
 /// Prefix of optimizer tensors inside a checkpoint.
 pub const STATE_PREFIX: &str = "optimizer.";
 
-impl AdamW {
-    pub fn new(vs: &VarStore, weight_decay: f64) -> Self {
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, vs: &VarStore, weight_decay: f64) -> Self {
         let params: BTreeMap<String, Tensor> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let zeros = |p: &BTreeMap<String, Tensor>| p.iter().map(|(n, t)| (n.clone(), t.zeros_like())).collect();
-        AdamW {
+        Optimizer {
+            kind,
             first_moment: zeros(&params),
             second_moment: zeros(&params),
             params,
@@ -62,10 +94,18 @@ impl AdamW {
                     continue;
                 }
                 let m = self.first_moment.get_mut(name).expect("moment per parameter");
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let v = self.second_moment.get_mut(name).expect("moment per parameter");
-                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                let update = (&*m / bias1) / ((&*v / bias2).sqrt() + self.eps);
+                let update = match self.kind {
+                    OptimizerKind::Adamw => {
+                        let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+                        let v = self.second_moment.get_mut(name).expect("moment per parameter");
+                        let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
+                        (&*m / bias1) / ((&*v / bias2).sqrt() + self.eps)
+                    }
+                    OptimizerKind::Sgd => {
+                        let _ = m.g_mul_scalar_(SGD_MOMENTUM).g_add_(&g);
+                        &g + &*m * SGD_MOMENTUM
+                    }
+                };
                 if p.dim() >= 2 && self.weight_decay > 0.0 {
                     let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }

@@ -162,14 +162,14 @@ impl QMac {
             // Observe the real-valued accumulator before the output scale is known.
             let q = self.quantize(s_in, input);
             let acc = self.accumulate(&x4, &q, kind);
-            let s_w = Tensor::from_slice(&q.weight_scales).view([1, -1, 1, 1]);
+            let s_w = Tensor::from_slice(&q.weight_scales).view([1, -1, 1, 1]).to_device(acc.device());
             let real = acc.to_kind(Kind::Double) * s_w * s_in;
             self.observer.observe(&if self.output.signed { real } else { real.relu() });
         }
         let q = self.quantize(s_in, input);
         let acc = self.accumulate(&x4, &q, kind);
         let factors: Vec<f64> = q.requant.iter().map(|r| r.factor()).collect();
-        let scaled = acc.to_kind(Kind::Double) * Tensor::from_slice(&factors).view([1, -1, 1, 1]);
+        let scaled = acc.to_kind(Kind::Double) * Tensor::from_slice(&factors).view([1, -1, 1, 1]).to_device(acc.device());
         let y = requantize(&scaled, self.output).to_kind(Kind::Float);
         let y = if self.linear { y.flatten(1, -1) } else { y };
         (y, q.output_scale)

@@ -17,7 +17,7 @@ use crate::checkpoint::{self, Checkpoint, CHECKPOINT_FILE};
 use crate::config::{TrainConfig, TrainMode};
 use crate::float_net::FloatNet;
 use crate::loss::{kl_divergence, loss};
-use crate::optim::{cosine_lr, AdamW};
+use crate::optim::Optimizer;
 use crate::quant_net::{Arithmetic, Mode, QuantNet};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -144,7 +144,7 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSum
         None => Net::Float(FloatNet::new(&vs.root(), &config.arch.blocks(classes, config.width), shape)),
         Some((_, teacher_net)) => Net::Quant(QuantNet::from_float(&vs.root(), teacher_net, config.precision())),
     };
-    let mut optimizer = AdamW::new(&vs, config.weight_decay);
+    let mut optimizer = Optimizer::new(config.optimizer, &vs, config.weight_decay);
     let checkpoint_path = options.out.join(CHECKPOINT_FILE);
     let first_epoch = if options.resume && checkpoint_path.exists() {
         let ckpt = Checkpoint::read(&checkpoint_path)?;
@@ -228,7 +228,7 @@ fn calibrate(net: &mut QuantNet, train: &Split, config: &TrainConfig, device: De
     });
 }
 
-fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut AdamW, data: &Data, config: &TrainConfig, options: &RunOptions, epoch: usize) -> Result<EpochMetrics, TrainError> {
+fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut Optimizer, data: &Data, config: &TrainConfig, options: &RunOptions, epoch: usize) -> Result<EpochMetrics, TrainError> {
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let bar = crate::progress::epoch_bar(data.train.len() as u64, epoch, config.epochs, options.show_progress);
@@ -243,7 +243,7 @@ fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut AdamW,
         let terms = loss(&logits, &labels, teacher_logits.as_ref().zip(divergence.as_ref()));
         optimizer.zero_grad();
         terms.total.backward();
-        optimizer.step(cosine_lr(config.lr, epoch * steps_per_epoch + step, total_steps));
+        optimizer.step(config.schedule.lr(config.lr, epoch * steps_per_epoch + step, total_steps));
         let n = labels.size()[0] as usize;
         loss_sum += terms.total.double_value(&[]) * n as f64;
         correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
@@ -256,7 +256,7 @@ fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut AdamW,
     let eval = evaluate(net, teacher, &data.test, options.device, Arithmetic::Fast);
     Ok(EpochMetrics {
         epoch: epoch + 1,
-        lr: cosine_lr(config.lr, epoch * steps_per_epoch, total_steps),
+        lr: config.schedule.lr(config.lr, epoch * steps_per_epoch, total_steps),
         train_loss: loss_sum / seen as f64,
         train_accuracy: correct as f64 / seen as f64,
         test_accuracy: eval.accuracy,
