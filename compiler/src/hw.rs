@@ -120,7 +120,7 @@ impl HwConfig {
             (self.weight_buffer_words >= 2 * self.rows, "weight_buffer_words", format!("must hold two weight slices: at least 2*rows = {}", 2 * self.rows)),
             (self.acc_buffer_words >= 2, "acc_buffer_words", "must be at least 2 (two banks)".into()),
             (self.out_buffer_words >= 2, "out_buffer_words", "must be at least 2 (two halves)".into()),
-            (self.param_buffer_entries >= self.cols, "param_buffer_entries", format!("must hold at least one column tile: cols = {}", self.cols)),
+            (self.param_buffer_entries >= 2 * self.cols, "param_buffer_entries", format!("must hold two column tiles: at least 2*cols = {}", 2 * self.cols)),
             (self.bus_bytes.is_power_of_two() && self.bus_bytes <= 64, "bus_bytes", "must be a power of two up to 64".into()),
             (self.clock_mhz > 0.0 && self.clock_mhz.is_finite(), "clock_mhz", "must be a positive number".into()),
             (

@@ -5,10 +5,13 @@
 pub mod arith;
 pub mod backend;
 pub mod builder;
+pub mod cycles;
 pub mod format;
+pub mod functional;
 pub mod hw;
 pub mod ir;
 pub mod isa;
+pub mod lower;
 pub mod reference;
 pub mod synthetic;
 pub mod validate;

@@ -1,0 +1,171 @@
+//! The cycle model: when each instruction starts and ends on the accelerator of
+//! docs/isa.md ("Execution model" and "Timing"): instructions are dispatched in
+//! program order, one per cycle, into per-unit queues of `QUEUE_DEPTH`; each unit runs
+//! its queue in order; an instruction starts when its unit is free and the completion
+//! counts of the other units reach its waits. The RTL implements the same rules, so
+//! Verilator's cycle counts are checked against this model.
+
+use serde::Serialize;
+
+use crate::hw::HwConfig;
+use crate::isa::{Instruction, Op, Unit};
+use crate::lower::Compiled;
+
+/// Pending instructions a unit's queue holds; dispatch stalls when it is full.
+pub const QUEUE_DEPTH: usize = 8;
+/// Cycles from a post-processing input to its output write.
+pub const POST_PIPELINE: u64 = 4;
+/// Pipeline depth of the pool and add units.
+pub const VECTOR_PIPELINE: u64 = 3;
+
+/// Cycles one instruction keeps its unit busy.
+pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
+    let (r, c) = (hw.rows as u64, hw.cols as u64);
+    let transfer = |rows: u16, row_bytes: u32| {
+        if rows == 0 || row_bytes == 0 {
+            1
+        } else {
+            (hw.mem_latency as u64) + rows as u64 * (row_bytes as u64).div_ceil(hw.bus_bytes as u64)
+        }
+    };
+    match *op {
+        Op::Load { rows, row_bytes, .. } | Op::Store { rows, row_bytes, .. } => transfer(rows, row_bytes),
+        // Weights of the first slice shift in (r cycles); each slice streams its pixels
+        // while the next slice's weights shift into the shadow registers, so a slice
+        // costs max(pixels, r); the last pixel leaves the array after r + c cycles.
+        Op::Matmul { out_h, out_w, slice_begin, slice_end, .. } => {
+            let pixels = out_h as u64 * out_w as u64;
+            let slices = slice_end.saturating_sub(slice_begin) as u64;
+            r + slices * pixels.max(r) + r + c
+        }
+        Op::Post { pixels, .. } => pixels as u64 + POST_PIPELINE,
+        Op::Pool { out_h, out_w, groups, kernel_h, kernel_w, .. } => {
+            out_h as u64 * out_w as u64 * groups as u64 * kernel_h as u64 * kernel_w as u64 + VECTOR_PIPELINE
+        }
+        Op::Add { words, .. } => 2 * words as u64 + VECTOR_PIPELINE,
+        Op::End {} => 1,
+    }
+}
+
+/// Start and end cycle of every instruction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    pub start: Vec<u64>,
+    pub end: Vec<u64>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("deadlock: instruction {index} ({mnemonic}) waits for {waits} {unit} completions, but only {available} {unit} instructions precede it")]
+pub struct Deadlock {
+    pub index: usize,
+    pub mnemonic: &'static str,
+    pub unit: &'static str,
+    pub waits: u32,
+    pub available: u32,
+}
+
+fn unit_index(u: Unit) -> usize {
+    u as usize
+}
+
+/// Schedule `program` on `hw`.
+pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Deadlock> {
+    let n = program.len();
+    let (mut start, mut end) = (vec![0u64; n], vec![0u64; n]);
+    // End times of each unit's instructions in order, and program indices per unit.
+    let mut unit_ends: [Vec<u64>; 3] = Default::default();
+    let mut unit_members: [Vec<usize>; 3] = Default::default();
+    let mut dispatch = 0u64;
+    for (i, ins) in program.iter().enumerate() {
+        let u = unit_index(ins.op.unit());
+        // Dispatch waits for a free queue slot: the instruction QUEUE_DEPTH places
+        // earlier in the same unit must have started.
+        if unit_members[u].len() >= QUEUE_DEPTH {
+            let blocker = unit_members[u][unit_members[u].len() - QUEUE_DEPTH];
+            dispatch = dispatch.max(start[blocker]);
+        }
+        dispatch += 1;
+        let mut ready = dispatch.max(unit_ends[u].last().copied().unwrap_or(0));
+        for other in Unit::ALL {
+            let need = ins.waits.get(other) as usize;
+            if need == 0 {
+                continue;
+            }
+            let done = &unit_ends[unit_index(other)];
+            if need > done.len() {
+                return Err(Deadlock { index: i, mnemonic: ins.op.mnemonic(), unit: other.name(), waits: need as u32, available: done.len() as u32 });
+            }
+            ready = ready.max(done[need - 1]);
+        }
+        start[i] = ready;
+        end[i] = ready + cost(hw, &ins.op);
+        unit_ends[u].push(end[i]);
+        unit_members[u].push(i);
+    }
+    let total = end.iter().copied().max().unwrap_or(0);
+    Ok(Schedule { start, end, total })
+}
+
+/// Per-layer figures of the cycle model.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerCycles {
+    pub name: String,
+    pub kind: &'static str,
+    pub macs: u64,
+    /// Cycles from the end of the previous layer's last instruction to the end of this one's.
+    pub cycles: u64,
+    /// Cycles the exec unit spends in this layer's matmuls.
+    pub matmul_cycles: u64,
+    pub utilization: f64,
+    pub dram_bytes: u64,
+}
+
+/// The cycle model of a compiled model.
+#[derive(Clone, Debug, Serialize)]
+pub struct CycleReport {
+    pub layers: Vec<LayerCycles>,
+    pub total_cycles: u64,
+    pub macs: u64,
+    pub utilization: f64,
+    pub dram_bytes: u64,
+}
+
+fn dram_bytes(op: &Op) -> u64 {
+    match *op {
+        Op::Load { rows, row_bytes, .. } | Op::Store { rows, row_bytes, .. } => rows as u64 * row_bytes as u64,
+        _ => 0,
+    }
+}
+
+pub fn report(model: &crate::ir::Model, compiled: &Compiled) -> Result<CycleReport, Deadlock> {
+    let hw = &compiled.hw;
+    let s = schedule(hw, &compiled.program)?;
+    let peak = hw.peak_macs_per_cycle() as f64;
+    let mut previous_end = 0u64;
+    let mut layers = Vec::new();
+    for (layer, range) in model.layers.iter().zip(&compiled.layer_instructions) {
+        let ops = &compiled.program[range.clone()];
+        let layer_end = range.clone().map(|i| s.end[i]).max().unwrap_or(previous_end).max(previous_end);
+        let cycles = layer_end - previous_end;
+        previous_end = layer_end;
+        let macs = layer.macs();
+        layers.push(LayerCycles {
+            name: layer.name.clone(),
+            kind: layer.op.kind(),
+            macs,
+            cycles,
+            matmul_cycles: ops.iter().filter(|i| matches!(i.op, Op::Matmul { .. })).map(|i| cost(hw, &i.op)).sum(),
+            utilization: if cycles == 0 { 0.0 } else { macs as f64 / (peak * cycles as f64) },
+            dram_bytes: ops.iter().map(|i| dram_bytes(&i.op)).sum(),
+        });
+    }
+    let macs = model.macs();
+    Ok(CycleReport {
+        total_cycles: s.total,
+        macs,
+        utilization: macs as f64 / (peak * s.total.max(1) as f64),
+        dram_bytes: compiled.program.iter().map(|i| dram_bytes(&i.op)).sum(),
+        layers,
+    })
+}

@@ -1,0 +1,149 @@
+//! Pass 1: where every tensor lives in external memory and how its bytes are laid out.
+//!
+//! Activations are stored pixel-major with channels innermost, padded to whole
+//! activation words ("HWC-padded"): byte `((y*W + x)*G + g)*R + lane` holds channel
+//! `g*R + lane`, where `R` is the array's row count and `G = ceil(C / R)`. One word
+//! is exactly what the array consumes per cycle. Tensors wider than 8 bits (only the
+//! logits may be) use 2 bytes per value, little-endian, and must be vectors.
+
+use crate::arith::DType;
+use crate::hw::HwConfig;
+use crate::ir::{Model, Op, INPUT_NAME};
+
+/// Alignment of every region in external memory.
+pub const REGION_ALIGN: usize = 64;
+
+/// Geometry of a tensor as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Activation words per pixel: `ceil(channels / rows)`.
+    pub groups: usize,
+    pub dtype: DType,
+}
+
+impl Geometry {
+    /// 1, or 2 for values wider than 8 bits.
+    pub fn elem_bytes(&self) -> usize {
+        if self.dtype.bits > 8 {
+            2
+        } else {
+            1
+        }
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Words of the whole tensor.
+    pub fn words(&self) -> usize {
+        self.pixels() * self.groups
+    }
+
+    pub fn bytes(&self, rows: usize) -> usize {
+        if self.elem_bytes() == 2 {
+            self.channels * 2
+        } else {
+            self.words() * rows
+        }
+    }
+
+    /// Byte offset of channel `c` at pixel `(y, x)`.
+    pub fn offset(&self, rows: usize, c: usize, y: usize, x: usize) -> usize {
+        if self.elem_bytes() == 2 {
+            c * 2
+        } else {
+            ((y * self.width + x) * self.groups) * rows + c
+        }
+    }
+}
+
+/// A tensor's region of external memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub base: usize,
+    pub geometry: Geometry,
+}
+
+/// Every tensor's region, indexed like the reference trace: 0 = input, `i + 1` =
+/// output of layer `i`. `flatten` outputs alias their input's region and geometry.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub tensors: Vec<Region>,
+    /// First byte after the activation regions (weights and parameters follow).
+    pub end: usize,
+}
+
+pub fn align(n: usize) -> usize {
+    n.div_ceil(REGION_ALIGN) * REGION_ALIGN
+}
+
+fn geometry_of(hw: &HwConfig, t: &crate::ir::TensorType) -> Geometry {
+    let [c, h, w] = t.shape;
+    Geometry {
+        channels: c,
+        height: h,
+        width: w,
+        groups: c.div_ceil(hw.rows),
+        dtype: t.dtype,
+    }
+}
+
+/// Index of a named tensor in the trace numbering.
+pub fn slot(model: &Model, name: &str) -> usize {
+    if name == INPUT_NAME {
+        0
+    } else {
+        1 + model.layers.iter().position(|l| l.name == name).expect("validated model")
+    }
+}
+
+/// Assign regions: the input first, then every layer output in order.
+pub fn plan(model: &Model, hw: &HwConfig) -> Layout {
+    let mut tensors = vec![Region { base: 0, geometry: geometry_of(hw, &model.input) }];
+    let mut next = align(tensors[0].geometry.bytes(hw.rows));
+    for layer in &model.layers {
+        let region = match layer.op {
+            Op::Flatten => tensors[slot(model, &layer.inputs[0])],
+            _ => {
+                let geometry = geometry_of(hw, &layer.output);
+                let region = Region { base: next, geometry };
+                next = align(next + geometry.bytes(hw.rows));
+                region
+            }
+        };
+        tensors.push(region);
+    }
+    Layout { tensors, end: next }
+}
+
+/// The input image (u8, `[C][H][W]`) in the HWC-padded layout of `g`.
+pub fn pack_input(image: &[u8], g: &Geometry, rows: usize) -> Vec<u8> {
+    let mut out = vec![0u8; g.bytes(rows)];
+    for c in 0..g.channels {
+        for y in 0..g.height {
+            for x in 0..g.width {
+                out[g.offset(rows, c, y, x)] = image[(c * g.height + y) * g.width + x];
+            }
+        }
+    }
+    out
+}
+
+/// Read a vector tensor (the logits) back from its bytes.
+pub fn unpack_vector(bytes: &[u8], g: &Geometry, rows: usize) -> Vec<i32> {
+    (0..g.channels)
+        .map(|c| {
+            let at = g.offset(rows, c, 0, 0);
+            match (g.elem_bytes(), g.dtype.signed) {
+                (2, true) => i16::from_le_bytes([bytes[at], bytes[at + 1]]) as i32,
+                (2, false) => u16::from_le_bytes([bytes[at], bytes[at + 1]]) as i32,
+                (_, true) => bytes[at] as i8 as i32,
+                (_, false) => bytes[at] as i32,
+            }
+        })
+        .collect()
+}
