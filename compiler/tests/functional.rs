@@ -90,3 +90,23 @@ proptest! {
         assert_functional_matches(&model, &hw, 1);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Residual blocks, average pooling and flatten on random arrays and buffers.
+    #[test]
+    fn residual_models_on_random_hardware_match_reference(seed in any::<u64>(), rows in 1usize..=8, cols in 1usize..=8) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let model = synthetic::tiny_resnet([rng.gen_range(1..=4), 8, 8], 4, Precision { weight_bits: rng.gen_range(2..=8), activation_bits: rng.gen_range(2..=8) }, seed).unwrap();
+        let hw = HwConfig {
+            act_buffer_words: rng.gen_range(64..=2048),
+            weight_buffer_words: rng.gen_range(2 * rows..=256),
+            acc_buffer_words: rng.gen_range(2..=128),
+            out_buffer_words: rng.gen_range(32..=256),
+            param_buffer_entries: rng.gen_range(2 * cols..=64),
+            ..HwConfig::preset(rows, cols).unwrap()
+        };
+        prop_assume!(compile(&model, &hw).is_ok());
+        assert_functional_matches(&model, &hw, 1);
+    }
+}

@@ -148,38 +148,47 @@ impl<'a> Emitter<'a> {
         half as usize * (self.hw.param_buffer_entries / 2)
     }
 
-    /// Load an input rectangle of `src` into the next activation half at word `offset`.
-    fn load_rect(&mut self, src: &Region, slot: usize, r: InputRect, offset: usize, half: u8) {
+    /// Load channel groups `groups` of an input rectangle of `src` into activation
+    /// half `half`, pixel after pixel with `groups.len()` words each. Whole pixels are
+    /// one 2-D transfer; a subset of groups takes one transfer per image row.
+    fn load_rect(&mut self, src: &Region, slot: usize, r: InputRect, groups: std::ops::Range<usize>, half: u8) {
         let rows = self.hw.rows;
         let g = &src.geometry;
         if r.h == 0 || r.w == 0 {
             return;
         }
-        let op = Op::Load {
-            buffer: buffer::ACT,
-            addr: (self.act_half_base(half) + offset) as u16,
-            dram: (src.base + g.offset(rows, 0, r.y0, r.x0)) as u32,
-            rows: r.h as u16,
-            row_bytes: (r.w * g.groups * rows) as u32,
-            dram_stride: (g.width * g.groups * rows) as u32,
-            buf_stride: (r.w * g.groups) as u32,
+        let gc = groups.len();
+        let base = self.act_half_base(half);
+        let dram = |y: usize| (src.base + g.offset(rows, 0, y, r.x0) + groups.start * rows) as u32;
+        let transfers: Vec<Op> = if gc == g.groups {
+            vec![Op::Load { buffer: buffer::ACT, addr: base as u16, dram: dram(r.y0), rows: r.h as u16, row_bytes: (r.w * gc * rows) as u32, dram_stride: (g.width * g.groups * rows) as u32, buf_stride: (r.w * gc) as u32 }]
+        } else {
+            (0..r.h)
+                .map(|y| Op::Load { buffer: buffer::ACT, addr: (base + y * r.w * gc) as u16, dram: dram(r.y0 + y), rows: r.w as u16, row_bytes: (gc * rows) as u32, dram_stride: (g.groups * rows) as u32, buf_stride: gc as u32 })
+                .collect()
         };
-        self.push(op, &[Resource::Dram(slot)], &[Resource::Act(half)]);
+        for op in transfers {
+            self.push(op, &[Resource::Dram(slot)], &[Resource::Act(half)]);
+        }
     }
 
-    /// Store `t` output pixels (all channel groups) from the current output half.
-    fn store_tile(&mut self, dst: &Region, slot: usize, t: Tile, half: u8) {
+    /// Store channel groups `groups` of tile `t` from output half `half`.
+    fn store_tile(&mut self, dst: &Region, slot: usize, t: Tile, groups: std::ops::Range<usize>, half: u8) {
         let rows = self.hw.rows;
         let g = &dst.geometry;
-        let op = Op::Store {
-            addr: self.out_half_base(half) as u16,
-            dram: (dst.base + g.offset(rows, 0, t.y0, t.x0)) as u32,
-            rows: t.h as u16,
-            row_bytes: (t.w * g.groups * rows) as u32,
-            dram_stride: (g.width * g.groups * rows) as u32,
-            buf_stride: (t.w * g.groups) as u32,
+        let gc = groups.len();
+        let base = self.out_half_base(half);
+        let dram = |y: usize| (dst.base + g.offset(rows, 0, y, t.x0) + groups.start * rows) as u32;
+        let transfers: Vec<Op> = if gc == g.groups {
+            vec![Op::Store { addr: base as u16, dram: dram(t.y0), rows: t.h as u16, row_bytes: (t.w * gc * rows) as u32, dram_stride: (g.width * g.groups * rows) as u32, buf_stride: (t.w * gc) as u32 }]
+        } else {
+            (0..t.h)
+                .map(|y| Op::Store { addr: (base + y * t.w * gc) as u16, dram: dram(t.y0 + y), rows: t.w as u16, row_bytes: (gc * rows) as u32, dram_stride: (g.groups * rows) as u32, buf_stride: gc as u32 })
+                .collect()
         };
-        self.push(op, &[Resource::Out(half)], &[Resource::Dram(slot)]);
+        for op in transfers {
+            self.push(op, &[Resource::Out(half)], &[Resource::Dram(slot)]);
+        }
     }
 
     fn load_constant(&mut self, buf: u8, half: u8, dram: usize, bytes: usize) {
@@ -252,7 +261,7 @@ impl<'a> Emitter<'a> {
         for tile in tiles {
             let rect = win.input_rect(tile, &input);
             let act_half = Self::flip(&mut self.act_half);
-            self.load_rect(src.0, src.1, rect, 0, act_half);
+            self.load_rect(src.0, src.1, rect, 0..input.groups, act_half);
             let out_half = Self::flip(&mut self.out_half);
             for t in 0..conv.out_channels.div_ceil(self.hw.cols) {
                 for s0 in (0..slices).step_by(self.slices_per_chunk()) {
@@ -281,7 +290,7 @@ impl<'a> Emitter<'a> {
                 let channels = self.hw.cols.min(conv.out_channels - t * self.hw.cols);
                 self.post(&params, tile.h * tile.w, t * self.hw.cols, channels, &out, out_half);
             }
-            self.store_tile(dst.0, dst.1, tile, out_half);
+            self.store_tile(dst.0, dst.1, tile, 0..out.groups, out_half);
         }
         Ok(())
     }
@@ -352,34 +361,46 @@ impl<'a> Emitter<'a> {
             return Err(CompileError::Unsupported { layer: layer.name.clone(), what: format!("pool kernel {:?} / stride {:?} (at most 255, equal strides)", pool.kernel, pool.stride) });
         }
         let win = Window { kernel: pool.kernel, stride: pool.stride[0], padding: [0, 0] };
-        let limits = TileLimits { act_words: self.hw.act_buffer_words / 2, out_words: self.hw.out_buffer_words / 2, pixels: usize::MAX };
-        let tiles = plan_tiles(&layer.name, &win, &out, &input, &limits)?;
+        let (act_words, out_words) = (self.hw.act_buffer_words / 2, self.hw.out_buffer_words / 2);
+        // Pooling is per channel: when a window of whole pixels does not fit, tile over
+        // channel groups as well.
+        let window = pool.kernel[0] * pool.kernel[1];
+        let group_chunk = (1..=input.groups).rev().find(|&gc| window * gc <= act_words && gc <= out_words);
+        let Some(gc) = group_chunk else {
+            return Err(CompileError::DoesNotFit { layer: layer.name.clone(), buffer: if window > act_words { "activation" } else { "output" }, need: window, have: act_words });
+        };
+        let limits = TileLimits { act_words, out_words, pixels: usize::MAX };
         let dtype = out_dtype(&out);
         let rq = requant.unwrap_or(Requant::IDENTITY);
-        for tile in tiles {
-            let rect = win.input_rect(tile, &input);
-            let act_half = Self::flip(&mut self.act_half);
-            self.load_rect(src.0, src.1, rect, 0, act_half);
-            let out_half = Self::flip(&mut self.out_half);
-            let op = Op::Pool {
-                act: self.act_half_base(act_half) as u16,
-                tile_w: rect.w as u16,
-                groups: input.groups as u16,
-                kernel_h: pool.kernel[0] as u8,
-                kernel_w: pool.kernel[1] as u8,
-                stride: pool.stride[0] as u8,
-                out_h: tile.h as u16,
-                out_w: tile.w as u16,
-                out: self.out_half_base(out_half) as u16,
-                mode: if requant.is_some() { pool_mode::AVG } else { pool_mode::MAX },
-                multiplier: rq.multiplier as u16,
-                shift: rq.shift,
-                in_signed: input.dtype.signed as u8,
-                bits: dtype.bits,
-                signed: dtype.signed as u8,
-            };
-            self.push(op, &[Resource::Act(act_half)], &[Resource::Out(out_half)]);
-            self.store_tile(dst.0, dst.1, tile, out_half);
+        for g0 in (0..input.groups).step_by(gc) {
+            let groups = g0..(g0 + gc).min(input.groups);
+            let sub_in = Geometry { groups: groups.len(), ..input };
+            let sub_out = Geometry { groups: groups.len(), ..out };
+            for tile in plan_tiles(&layer.name, &win, &sub_out, &sub_in, &limits)? {
+                let rect = win.input_rect(tile, &input);
+                let act_half = Self::flip(&mut self.act_half);
+                self.load_rect(src.0, src.1, rect, groups.clone(), act_half);
+                let out_half = Self::flip(&mut self.out_half);
+                let op = Op::Pool {
+                    act: self.act_half_base(act_half) as u16,
+                    tile_w: rect.w as u16,
+                    groups: groups.len() as u16,
+                    kernel_h: pool.kernel[0] as u8,
+                    kernel_w: pool.kernel[1] as u8,
+                    stride: pool.stride[0] as u8,
+                    out_h: tile.h as u16,
+                    out_w: tile.w as u16,
+                    out: self.out_half_base(out_half) as u16,
+                    mode: if requant.is_some() { pool_mode::AVG } else { pool_mode::MAX },
+                    multiplier: rq.multiplier as u16,
+                    shift: rq.shift,
+                    in_signed: input.dtype.signed as u8,
+                    bits: dtype.bits,
+                    signed: dtype.signed as u8,
+                };
+                self.push(op, &[Resource::Act(act_half)], &[Resource::Out(out_half)]);
+                self.store_tile(dst.0, dst.1, tile, groups.clone(), out_half);
+            }
         }
         Ok(())
     }
