@@ -146,3 +146,46 @@ fn train_json_prints_the_summary_as_the_last_line() {
     assert_one_line_failure(divqat().args(["train", "--mode", "qat"]).args(tiny).arg("--out").arg(dir.path().join("x")), "config field 'teacher'");
     assert_one_line_failure(divqat().args(["train", "--mode", "fp", "--wbits", "1", "--out"]).arg(dir.path().join("y")), "config field 'weight_bits'");
 }
+
+#[test]
+fn compile_writes_a_build_and_the_functional_backend_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.qnn");
+    let build = dir.path().join("build");
+    let out = divqat().args(["compile", "--hw", "4x8", "--json", "--model"]).arg(&model).arg("--out").arg(&build).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out.stdout);
+    for key in ["hw", "layers", "total_cycles", "utilization", "program_bytes", "dram_bytes", "compile_seconds"] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(report["hw"]["rows"], 4);
+    assert_eq!(report["layers"][0]["kind"], "conv2d");
+    for file in ["program.bin", "program.s", "memory.bin", "hw.toml", "layout.json", "report.json"] {
+        assert!(build.join(file).is_file(), "{file} missing");
+    }
+    let program = std::fs::read(build.join("program.bin")).unwrap();
+    let text = std::fs::read_to_string(build.join("program.s")).unwrap();
+    assert_eq!(compiler::isa::assemble(&text).unwrap(), compiler::isa::decode(&program).unwrap());
+
+    let eval = |backend: &str| {
+        let out = divqat().args(["eval", "--limit", "40", "--json", "--hw", "3x5", "--backend", backend, "--model"]).arg(&model).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_of(&out.stdout)
+    };
+    let (functional, reference) = (eval("functional"), eval("reference"));
+    assert_eq!(functional["correct"], reference["correct"]);
+    assert!(functional["cycles_per_image"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn impossible_hardware_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), "m.qnn");
+    let out = dir.path().join("b");
+    assert_one_line_failure(divqat().args(["compile", "--hw", "0x4", "--model"]).arg(&model).arg("--out").arg(&out), "hardware config field 'rows': must be 1..=64");
+    let hw = dir.path().join("hw.toml");
+    let toml = compiler::hw::HwConfig { weight_bits: 4, ..compiler::hw::HwConfig::preset(2, 2).unwrap() }.to_toml();
+    std::fs::write(&hw, toml).unwrap();
+    assert_one_line_failure(divqat().args(["compile", "--model"]).arg(&model).arg("--hw").arg(&hw).arg("--out").arg(&out), "layer 'b0_conv': 8-bit weights but the hardware supports 4 bits");
+    assert!(!out.join("program.bin").exists());
+}

@@ -17,10 +17,12 @@ use super::output::{print_json, progress_bar};
 pub enum BackendKind {
     /// The software integer reference (docs/integer-semantics.md).
     Reference,
+    /// The compiled program on the ISA-level functional model (needs --hw).
+    Functional,
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json")]
+#[command(after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json\n  divqat eval --model m.qnn --backend functional --hw 8x8 --limit 200")]
 pub struct EvalArgs {
     /// Integer model file (.qnn, written by divqat train or random-model).
     #[arg(long, value_name = "FILE")]
@@ -33,6 +35,9 @@ pub struct EvalArgs {
     pub split: SplitKind,
     #[arg(long, value_enum, default_value = "reference")]
     pub backend: BackendKind,
+    /// Hardware for the functional backend: a preset RxC or a TOML file.
+    #[arg(long, default_value = "8x8")]
+    pub hw: String,
     /// Evaluate a seeded random subset of at most N images.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -55,6 +60,8 @@ struct EvalReport {
     images: usize,
     correct: usize,
     backend: &'static str,
+    /// Cycles per image predicted by the cycle model (functional backend).
+    cycles_per_image: Option<u64>,
     images_per_second: f64,
     dataset: String,
     split: String,
@@ -99,8 +106,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("{} {} split has no images", args.dataset, args.split);
     }
     check_compatible(&model, &data, args.dataset)?;
-    let backend: Box<dyn Backend> = match args.backend {
-        BackendKind::Reference => Box::new(Reference::new(model)),
+    let (backend, cycles_per_image): (Box<dyn Backend>, Option<u64>) = match args.backend {
+        BackendKind::Reference => (Box::new(Reference::new(model)), None),
+        BackendKind::Functional => {
+            let hw = compiler::hw::HwConfig::from_arg(&args.hw)?;
+            let compiled = compiler::lower::compile(&model, &hw).context("cannot compile the model for --hw")?;
+            let cycles = compiler::cycles::report(&model, &compiled)?.total_cycles;
+            (Box::new(compiler::functional::Functional::new(compiled)), Some(cycles))
+        }
     };
     let start = Instant::now();
     let predictions = predict(backend.as_ref(), &data, args.batch_size as usize, !args.json).context("inference failed")?;
@@ -110,7 +123,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         accuracy: correct as f64 / data.len() as f64,
         images: data.len(),
         correct,
-        backend: "reference",
+        backend: match args.backend {
+            BackendKind::Reference => "reference",
+            BackendKind::Functional => "functional",
+        },
+        cycles_per_image,
         images_per_second: data.len() as f64 / seconds.max(1e-9),
         dataset: args.dataset.to_string(),
         split: args.split.to_string(),

@@ -1,6 +1,7 @@
 //! Argument definitions and dispatch.
 
 mod bench;
+mod compile;
 mod data;
 mod eval;
 mod inspect;
@@ -12,8 +13,8 @@ mod train;
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): compile, rtl, sim, synth, fit, attack,
-experiment, flow.
+Planned subcommands (not available yet): rtl, sim, synth, fit, attack, experiment,
+flow.
 
 Examples:
   divqat data list
@@ -21,6 +22,7 @@ Examples:
   divqat train --mode qat --teacher runs/fp --out runs/qat
   divqat random-model --arch small-cnn --out model.qnn
   divqat inspect --model model.qnn
+  divqat compile --model model.qnn --hw 8x8 --out build
   divqat eval --model model.qnn --dataset fashion-mnist --limit 1000 --json
   divqat bench reference";
 
@@ -38,6 +40,8 @@ enum Command {
     Data(data::DataCommand),
     /// Print an integer model's layers, shapes, bit widths, parameters and MACs.
     Inspect(inspect::InspectArgs),
+    /// Compile an integer model for the accelerator: program, memory image, cycle model.
+    Compile(compile::CompileArgs),
     /// Run an integer model on a dataset with a backend and report its accuracy.
     Eval(eval::EvalArgs),
     /// Write an integer model with random parameters (for hardware bring-up and benchmarks).
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Inspect(args) => inspect::run(args),
+        Command::Compile(args) => compile::run(args),
         Command::Eval(args) => eval::run(args),
         Command::RandomModel(args) => random_model::run(args),
         Command::Bench(cmd) => bench::run(cmd),
