@@ -17,7 +17,8 @@ pub enum Resource {
     Param(u8),
     Out(u8),
     Acc,
-    /// A tensor in external memory, by trace slot.
+    /// A tensor in external memory, by the base address of its region (aliases such
+    /// as flatten share their input's region and so its resource).
     Dram(usize),
 }
 

@@ -151,7 +151,7 @@ impl<'a> Emitter<'a> {
     /// Load channel groups `groups` of an input rectangle of `src` into activation
     /// half `half`, pixel after pixel with `groups.len()` words each. Whole pixels are
     /// one 2-D transfer; a subset of groups takes one transfer per image row.
-    fn load_rect(&mut self, src: &Region, slot: usize, r: InputRect, groups: std::ops::Range<usize>, half: u8) {
+    fn load_rect(&mut self, src: &Region, r: InputRect, groups: std::ops::Range<usize>, half: u8) {
         let rows = self.hw.rows;
         let g = &src.geometry;
         if r.h == 0 || r.w == 0 {
@@ -168,12 +168,12 @@ impl<'a> Emitter<'a> {
                 .collect()
         };
         for op in transfers {
-            self.push(op, &[Resource::Dram(slot)], &[Resource::Act(half)]);
+            self.push(op, &[Resource::Dram(src.base)], &[Resource::Act(half)]);
         }
     }
 
     /// Store channel groups `groups` of tile `t` from output half `half`.
-    fn store_tile(&mut self, dst: &Region, slot: usize, t: Tile, groups: std::ops::Range<usize>, half: u8) {
+    fn store_tile(&mut self, dst: &Region, t: Tile, groups: std::ops::Range<usize>, half: u8) {
         let rows = self.hw.rows;
         let g = &dst.geometry;
         let gc = groups.len();
@@ -187,7 +187,7 @@ impl<'a> Emitter<'a> {
                 .collect()
         };
         for op in transfers {
-            self.push(op, &[Resource::Out(half)], &[Resource::Dram(slot)]);
+            self.push(op, &[Resource::Out(half)], &[Resource::Dram(dst.base)]);
         }
     }
 
@@ -261,7 +261,7 @@ impl<'a> Emitter<'a> {
         for tile in tiles {
             let rect = win.input_rect(tile, &input);
             let act_half = Self::flip(&mut self.act_half);
-            self.load_rect(src.0, src.1, rect, 0..input.groups, act_half);
+            self.load_rect(src.0, rect, 0..input.groups, act_half);
             let out_half = Self::flip(&mut self.out_half);
             for t in 0..conv.out_channels.div_ceil(self.hw.cols) {
                 for s0 in (0..slices).step_by(self.slices_per_chunk()) {
@@ -290,7 +290,7 @@ impl<'a> Emitter<'a> {
                 let channels = self.hw.cols.min(conv.out_channels - t * self.hw.cols);
                 self.post(&params, tile.h * tile.w, t * self.hw.cols, channels, &out, out_half);
             }
-            self.store_tile(dst.0, dst.1, tile, 0..out.groups, out_half);
+            self.store_tile(dst.0, tile, 0..out.groups, out_half);
         }
         Ok(())
     }
@@ -323,7 +323,7 @@ impl<'a> Emitter<'a> {
                         dram_stride: 0,
                         buf_stride: 0,
                     };
-                    self.push(op, &[Resource::Dram(src.1)], &[Resource::Act(half)]);
+                    self.push(op, &[Resource::Dram(src.0.base)], &[Resource::Act(half)]);
                 }
                 let matmul = Op::Matmul {
                     act: self.act_half_base(self.act_half ^ 1) as u16,
@@ -350,7 +350,7 @@ impl<'a> Emitter<'a> {
             self.post(&params, 1, t * self.hw.cols, channels, &out, out_half);
         }
         let op = Op::Store { addr: self.out_half_base(out_half) as u16, dram: dst.0.base as u32, rows: 1, row_bytes: out.bytes(self.hw.rows) as u32, dram_stride: 0, buf_stride: 0 };
-        self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.1)]);
+        self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.0.base)]);
         Ok(())
     }
 
@@ -379,7 +379,7 @@ impl<'a> Emitter<'a> {
             for tile in plan_tiles(&layer.name, &win, &sub_out, &sub_in, &limits)? {
                 let rect = win.input_rect(tile, &input);
                 let act_half = Self::flip(&mut self.act_half);
-                self.load_rect(src.0, src.1, rect, groups.clone(), act_half);
+                self.load_rect(src.0, rect, groups.clone(), act_half);
                 let out_half = Self::flip(&mut self.out_half);
                 let op = Op::Pool {
                     act: self.act_half_base(act_half) as u16,
@@ -399,7 +399,7 @@ impl<'a> Emitter<'a> {
                     signed: dtype.signed as u8,
                 };
                 self.push(op, &[Resource::Act(act_half)], &[Resource::Out(out_half)]);
-                self.store_tile(dst.0, dst.1, tile, groups.clone(), out_half);
+                self.store_tile(dst.0, tile, groups.clone(), out_half);
             }
         }
         Ok(())
@@ -427,7 +427,7 @@ impl<'a> Emitter<'a> {
                     dram_stride: 0,
                     buf_stride: 0,
                 };
-                self.push(op, &[Resource::Dram(src.1)], &[Resource::Act(half)]);
+                self.push(op, &[Resource::Dram(src.0.base)], &[Resource::Act(half)]);
             }
             let out_half = Self::flip(&mut self.out_half);
             let op = Op::Add {
@@ -445,15 +445,15 @@ impl<'a> Emitter<'a> {
             };
             self.push(op, &[Resource::Act(half)], &[Resource::Out(out_half)]);
             let op = Op::Store { addr: self.out_half_base(out_half) as u16, dram: (dst.0.base + w0 * rows) as u32, rows: 1, row_bytes: (n * rows) as u32, dram_stride: 0, buf_stride: 0 };
-            self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.1)]);
+            self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.0.base)]);
         }
         Ok(())
     }
 
     /// `end` reads the logits tensor, so it waits for its store: done means the
     /// logits are in external memory (earlier stores precede the loads that read them).
-    pub fn end(&mut self, logits_slot: usize) {
-        self.push(Op::End {}, &[Resource::Dram(logits_slot)], &[]);
+    pub fn end(&mut self, logits: &Region) {
+        self.push(Op::End {}, &[Resource::Dram(logits.base)], &[]);
     }
 }
 

@@ -113,7 +113,7 @@ pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
         layer_instructions.push(start..e.program.len());
     }
     let logits_slot = model.layers.len();
-    e.end(logits_slot);
+    e.end(&layout.tensors[logits_slot]);
     let mut memory = vec![0u8; layout.end];
     memory.extend_from_slice(&e.constants);
     if memory.len() > u32::MAX as usize {
