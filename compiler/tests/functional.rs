@@ -52,8 +52,8 @@ fn random_case(seed: u64) -> (Model, HwConfig) {
     let k = [1, 3, 5][rng.gen_range(0..3)];
     let stride = rng.gen_range(1..=2);
     let padding = rng.gen_range(0..=k / 2);
-    let input = [rng.gen_range(1..=12), rng.gen_range(k..=13), rng.gen_range(k..=13)];
-    let out_channels = rng.gen_range(1..=20);
+    let input = [rng.gen_range(1..=64), rng.gen_range(k..=13), rng.gen_range(k..=13)];
+    let out_channels = rng.gen_range(1..=64);
     let (wb, ab) = (rng.gen_range(2..=8), rng.gen_range(2..=8));
     let mut b = ModelBuilder::new("prop", input);
     let g = ConvGeometry { out_channels, kernel: [k, k], stride: [stride, stride], padding: [padding, padding] };
@@ -71,11 +71,14 @@ fn random_case(seed: u64) -> (Model, HwConfig) {
     let model = b.build().expect("valid random model");
     let (rows, cols) = (rng.gen_range(1..=16), rng.gen_range(1..=16));
     let base = HwConfig::preset(rows, cols).unwrap();
+    // Lower bounds: the smallest tile of every layer must fit half of each buffer.
+    let min_act = 2 * k * k * input[0].div_ceil(rows);
+    let min_out = 2 * out_channels.div_ceil(rows).max(6usize.div_ceil(rows));
     let hw = HwConfig {
-        act_buffer_words: rng.gen_range(2 * 25 * 12..=4096),
+        act_buffer_words: rng.gen_range(min_act..=min_act + 4096),
         weight_buffer_words: rng.gen_range(2 * rows..=512),
         acc_buffer_words: rng.gen_range(2..=256),
-        out_buffer_words: rng.gen_range(2 * 2..=512),
+        out_buffer_words: rng.gen_range(min_out..=min_out + 512),
         param_buffer_entries: rng.gen_range(2 * cols..=128),
         ..base
     };

@@ -109,3 +109,15 @@ fn compiled_programs_are_race_free() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    #[test]
+    fn random_hardware_gives_race_free_programs(seed in proptest::prelude::any::<u64>(), rows in 1usize..=8, cols in 1usize..=8, act in 64usize..2048, acc in 2usize..128, out in 32usize..256, wgt_slices in 2usize..32) {
+        let model = synthetic::tiny_resnet([3, 8, 8], 4, Precision::W8A8, seed).unwrap();
+        let hw = HwConfig { act_buffer_words: act, acc_buffer_words: acc, out_buffer_words: out, weight_buffer_words: wgt_slices * rows, param_buffer_entries: 2 * cols, ..HwConfig::preset(rows, cols).unwrap() };
+        if let Ok(compiled) = compile(&model, &hw) {
+            assert_race_free(&hw, &compiled.program);
+        }
+    }
+}
