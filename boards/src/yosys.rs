@@ -51,7 +51,7 @@ fn synth_ice40_stats_with(
     top: &str,
     dsp: bool,
 ) -> Result<Utilization, SynthError> {
-    if !is_verilog_identifier(top) {
+    if !hdl::verilog::is_identifier(top) {
         return Err(SynthError::InvalidTop(top.to_string()));
     }
     // Absolute, because yosys runs inside a scratch directory.
@@ -103,13 +103,6 @@ fn synth_ice40_stats_with(
         detail,
     })?;
     Ok(ice40_utilization(cells))
-}
-
-/// `[A-Za-z_][A-Za-z0-9_$]*`: also keeps the name from injecting yosys commands.
-fn is_verilog_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 fn last_line(bytes: &[u8]) -> Option<String> {
@@ -276,8 +269,6 @@ endmodule
         assert!(matches!(err, SynthError::InputMissing { .. }), "{err}");
         let err = synth_ice40_stats(Path::new("x.v"), "top; shell rm", false).unwrap_err();
         assert!(matches!(err, SynthError::InvalidTop(_)), "{err}");
-        assert!(!is_verilog_identifier("") && !is_verilog_identifier("1top"));
-        assert!(is_verilog_identifier("top") && is_verilog_identifier("_a$b9"));
     }
 
     #[test]

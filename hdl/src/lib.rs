@@ -18,6 +18,7 @@
 
 pub mod pe;
 pub mod sign_extend;
+pub mod verilog;
 
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
 pub use sign_extend::SignExtend;

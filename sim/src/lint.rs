@@ -29,7 +29,7 @@ pub struct LintWarning {
 /// Warnings are results, not failures (`-Wno-fatal`); Verilog that Verilator
 /// cannot elaborate is an error carrying Verilator's `%Error` lines.
 pub fn lint(verilog: &Path, top: &str) -> Result<Vec<LintWarning>, SimError> {
-    if !is_verilog_identifier(top) {
+    if !hdl::verilog::is_identifier(top) {
         return Err(SimError::InvalidTop(top.to_string()));
     }
     // Verilator searches include paths for names it cannot open; checking
@@ -56,13 +56,6 @@ pub fn lint(verilog: &Path, top: &str) -> Result<Vec<LintWarning>, SimError> {
         });
     }
     Ok(stderr.lines().filter_map(parse_warning_line).collect())
-}
-
-/// `[A-Za-z_][A-Za-z0-9_$]*`, the names rust-hdl and hand-written tops use.
-fn is_verilog_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 /// The `%Error` lines, less Verilator's closing "Exiting due to N error(s)".
