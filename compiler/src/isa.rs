@@ -224,7 +224,7 @@ pub fn encode(program: &[Instruction]) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Vec<Instruction>, IsaError> {
-    if bytes.len() % INSTRUCTION_BYTES != 0 {
+    if !bytes.len().is_multiple_of(INSTRUCTION_BYTES) {
         return Err(IsaError::Length(bytes.len()));
     }
     bytes

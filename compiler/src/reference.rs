@@ -197,12 +197,12 @@ fn pool_windows(pool: &Pool, x: &[i32], x_type: &TensorType, out: &TensorType, r
 }
 
 fn max_pool(pool: &Pool, x: &[i32], x_type: &TensorType, out: &TensorType) -> Vec<i32> {
-    pool_windows(pool, x, x_type, out, &|w: &mut dyn Iterator<Item = i32>| w.max().expect("windows are non-empty"))
+    pool_windows(pool, x, x_type, out, |w: &mut dyn Iterator<Item = i32>| w.max().expect("windows are non-empty"))
 }
 
 fn avg_pool(pool: &Pool, rq: Requant, x: &[i32], x_type: &TensorType, out: &TensorType) -> Vec<i32> {
     let dtype = out.dtype;
-    pool_windows(pool, x, x_type, out, &|w: &mut dyn Iterator<Item = i32>| {
+    pool_windows(pool, x, x_type, out, |w: &mut dyn Iterator<Item = i32>| {
         arith::requantize(w.map(i64::from).sum(), rq, dtype)
     })
 }

@@ -252,7 +252,7 @@ fn check_add(layer: &Layer, rescale: &arith::AddRescale, inputs: &[&TensorType])
 fn check_all_outputs_used(model: &Model) -> Check {
     let last = model.layers.len() - 1;
     for (i, layer) in model.layers.iter().enumerate().take(last) {
-        let used = model.layers[i + 1..].iter().any(|l| l.inputs.iter().any(|n| *n == layer.name));
+        let used = model.layers[i + 1..].iter().any(|l| l.inputs.contains(&layer.name));
         ensure(used, &layer.name, "name", || "the output of this layer is never used".into())?;
     }
     Ok(())
