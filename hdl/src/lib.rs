@@ -17,6 +17,7 @@
 //!   ~10k cycles/s figure is for whole arrays.
 
 pub mod pe;
+pub mod requant;
 pub mod sign_extend;
 pub mod verilog;
 

@@ -1,0 +1,194 @@
+//! The requantizer of the post-processing unit: docs/integer-semantics.md §3-§4 in
+//! hardware. `y = clamp(round_shift((acc + bias) * m, s))` into the dtype given by
+//! `bits` (2..=16) and `is_signed`, with round-half-up (`(p + 2^(s-1)) >>> s`).
+//!
+//! The datapath is hand-written Verilog (`Verilog::Custom`): rust-hdl's simulator
+//! multiplies only 16x16 bits and cannot shift by a variable amount, while Verilog's
+//! signed `*` and `>>>` say exactly what is meant and map onto DSPs. The rust-hdl
+//! simulation model is `compiler::arith::requantize` itself; the Verilog is checked
+//! against that same function in Verilator (tests below), so both agree bit for bit.
+
+use compiler::arith::{requantize, DType, Requant};
+use rust_hdl::prelude::*;
+
+/// Width of the output: up to u16, so 17 bits signed.
+pub const OUT_BITS: usize = 17;
+
+#[derive(LogicBlock, Default)]
+pub struct Requantizer {
+    /// Accumulator (sum of products).
+    pub acc: Signal<In, Signed<32>>,
+    pub bias: Signal<In, Signed<32>>,
+    pub multiplier: Signal<In, Bits<16>>,
+    pub shift: Signal<In, Bits<6>>,
+    /// Output width, 2..=16.
+    pub bits: Signal<In, Bits<5>>,
+    pub is_signed: Signal<In, Bit>,
+    /// The requantized, saturated value.
+    pub y: Signal<Out, Signed<OUT_BITS>>,
+}
+
+/// Two's-complement bits of `v` in the low `n` bits.
+fn raw(v: i64, n: usize) -> u64 {
+    (v as u64) & ((1u64 << n) - 1)
+}
+
+/// Sign-extend the low `n` bits of `raw`.
+fn sign_extend(raw: u64, n: usize) -> i64 {
+    ((raw << (64 - n)) as i64) >> (64 - n)
+}
+
+impl Logic for Requantizer {
+    fn update(&mut self) {
+        let acc = sign_extend(self.acc.val().inner().index() as u64, 32);
+        let bias = sign_extend(self.bias.val().inner().index() as u64, 32);
+        let rq = Requant { multiplier: self.multiplier.val().index() as u32, shift: self.shift.val().index() as u8 };
+        let bits = (self.bits.val().index() as u8).clamp(2, 16);
+        let y = requantize(acc + bias, rq, DType { bits, signed: self.is_signed.val() });
+        self.y.next = signed_cast(Bits::<OUT_BITS>::from(raw(y as i64, OUT_BITS)));
+    }
+
+    fn connect(&mut self) {
+        self.y.connect();
+    }
+
+    fn hdl(&self) -> Verilog {
+        Verilog::Custom(VERILOG.into())
+    }
+}
+
+/// The datapath. Every operand of an arithmetic expression is signed, so Verilog keeps
+/// the arithmetic signed (one unsigned operand would make the whole expression unsigned).
+const VERILOG: &str = r#"
+wire signed [32:0] biased = acc + bias;
+wire signed [16:0] m = {1'b0, multiplier};
+wire signed [49:0] product = biased * m;
+wire signed [49:0] half = (shift == 6'd0) ? 50'sd0 : (50'sd1 <<< (shift - 6'd1));
+wire signed [49:0] rounded = (product + half) >>> shift;
+wire signed [49:0] lo = is_signed ? -(50'sd1 <<< (bits - 5'd1)) : 50'sd0;
+wire signed [49:0] hi = is_signed ? (50'sd1 <<< (bits - 5'd1)) - 50'sd1 : (50'sd1 <<< bits) - 50'sd1;
+always @(*) begin
+  if (rounded < lo) y = lo[16:0];
+  else if (rounded > hi) y = hi[16:0];
+  else y = rounded[16:0];
+end
+"#;
+
+/// The requantizer as a standalone top module, for linting and tests.
+pub fn requantizer_verilog() -> String {
+    let mut uut = Requantizer::default();
+    uut.connect_all();
+    generate_verilog(&uut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// (acc, bias, multiplier, shift, bits, signed): random and the extremes of §3-§4.
+    fn vectors() -> Vec<(i32, i32, u16, u8, u8, bool)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+        let mut v: Vec<_> = (0..20_000)
+            .map(|_| {
+                let acc = match rng.gen_range(0..4) {
+                    0 => rng.gen_range(-300..300),
+                    1 => rng.gen_range(-(1 << 20)..(1 << 20)),
+                    _ => rng.gen_range(-(1 << 30)..(1 << 30)),
+                };
+                (acc, rng.gen_range(-(1 << 30)..(1 << 30)) >> rng.gen_range(0..30), rng.gen(), rng.gen_range(0..=47), rng.gen_range(2..=16), rng.gen())
+            })
+            .collect();
+        for (acc, m, s) in [(i32::MAX, 0xFFFF, 0), (i32::MIN, 0xFFFF, 0), (i32::MIN, 0xFFFF, 47), (5, 1, 1), (-5, 1, 1), (-6, 1, 1), (1000, 19661, 20), (0, 0, 0)] {
+            for bits in [2, 8, 16] {
+                for signed in [false, true] {
+                    v.push((acc, 0, m, s, bits, signed));
+                }
+            }
+        }
+        v
+    }
+
+    fn expected(&(acc, bias, m, s, bits, signed): &(i32, i32, u16, u8, u8, bool)) -> i32 {
+        requantize(acc as i64 + bias as i64, Requant { multiplier: m as u32, shift: s }, DType { bits, signed })
+    }
+
+    /// The glue between rust-hdl's bit vectors and i64 in the simulation model.
+    #[test]
+    fn raw_bits_round_trip_through_sign_extension() {
+        for v in [0i64, 1, -1, -128, 65535, -65536, i32::MIN as i64, i32::MAX as i64] {
+            assert_eq!(sign_extend(raw(v, 32), 32), v as i32 as i64);
+            assert_eq!(sign_extend(raw(v, OUT_BITS), OUT_BITS), ((v << 47) >> 47));
+        }
+    }
+
+    fn testbench(n: usize) -> String {
+        format!(
+            r#"module tb;
+  reg signed [31:0] acc, bias; reg [15:0] multiplier; reg [5:0] shift; reg [4:0] bits; reg is_signed;
+  wire signed [16:0] y;
+  reg [127:0] vectors [0:{last}];
+  integer i, errors = 0;
+  top dut(.acc(acc), .bias(bias), .multiplier(multiplier), .shift(shift), .bits(bits), .is_signed(is_signed), .y(y));
+  initial begin
+    $readmemh("vectors.hex", vectors);
+    for (i = 0; i <= {last}; i = i + 1) begin
+      acc = vectors[i][127:96]; bias = vectors[i][95:64]; multiplier = vectors[i][63:48];
+      shift = vectors[i][45:40]; bits = vectors[i][36:32]; is_signed = vectors[i][24];
+      #1 if (y !== vectors[i][16:0]) begin
+        if (errors < 5) $display("MISMATCH %0d: y %0d expected %0d", i, y, $signed(vectors[i][16:0]));
+        errors = errors + 1;
+      end
+    end
+    $display("CHECKED %0d vectors, %0d mismatches", i, errors);
+    $finish;
+  end
+endmodule
+"#,
+            last = n - 1
+        )
+    }
+
+    /// One 128-bit vector: acc, bias, multiplier, shift, bits, signed, expected y.
+    fn hex(v: &(i32, i32, u16, u8, u8, bool)) -> String {
+        let y = raw(expected(v) as i64, OUT_BITS);
+        format!("{:08x}{:08x}{:04x}{:02x}{:02x}{:02x}{:06x}\n", v.0 as u32, v.1 as u32, v.2, v.3, v.4, v.5 as u8, y)
+    }
+
+    /// The hand-written Verilog against `arith::requantize` in Verilator.
+    #[test]
+    fn verilog_matches_the_integer_semantics_in_verilator() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vectors();
+        std::fs::write(dir.path().join("top.v"), requantizer_verilog()).unwrap();
+        std::fs::write(dir.path().join("tb.sv"), testbench(v.len())).unwrap();
+        std::fs::write(dir.path().join("vectors.hex"), v.iter().map(hex).collect::<String>()).unwrap();
+        let build = std::process::Command::new("verilator")
+            .current_dir(dir.path())
+            .args(["--binary", "--timing", "-j", "0", "-Wno-fatal", "--top-module", "tb", "-Mdir", "obj", "tb.sv", "top.v"])
+            .output();
+        let build = match build {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return println!("SKIPPED: verilator not found; run scripts/setup.sh"),
+            Err(e) => panic!("verilator: {e}"),
+        };
+        assert!(build.status.success(), "verilator build failed:\n{}", String::from_utf8_lossy(&build.stderr));
+        let run = std::process::Command::new(dir.path().join("obj/Vtb")).current_dir(dir.path()).output().unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(stdout.contains(&format!("CHECKED {} vectors, 0 mismatches", v.len())), "{stdout}");
+    }
+
+    #[test]
+    fn verilog_lints_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("top.v");
+        std::fs::write(&path, requantizer_verilog()).unwrap();
+        let out = match std::process::Command::new("verilator").args(["--lint-only", "-Wall", "-Wno-DECLFILENAME", "--top-module", "top"]).arg(&path).output() {
+            Ok(o) => o,
+            Err(_) => return println!("SKIPPED: verilator not found"),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("%Warning"), "{stderr}\n{}", requantizer_verilog());
+    }
+}
