@@ -244,7 +244,7 @@ pub fn run_image(compiled: &Compiled, image: &[u8]) -> Result<Vec<i32>, ExecErro
     let hw = &compiled.hw;
     let mut machine = Machine::new(hw, compiled.memory.clone());
     let input = compiled.input();
-    let packed = pack_input(image, &input.geometry, hw.rows);
+    let packed = pack_input(image, &compiled.layout, hw.rows);
     machine.memory[input.base..input.base + packed.len()].copy_from_slice(&packed);
     machine.run(&compiled.program)?;
     let logits = compiled.logits();

@@ -79,3 +79,15 @@ fn unsupported_widths_and_tiny_buffers_are_refused_by_name() {
     assert!(matches!(err, CompileError::DoesNotFit { ref layer, buffer: "activation", .. } if layer == "b2_conv"), "{err}");
     assert!(err.to_string().contains("of the activation buffer"), "{err}");
 }
+
+#[test]
+fn a_few_channel_input_is_packed_as_im2col_when_that_saves_slices() {
+    use compiler::lower::layout::InputPacking;
+    let model = synthetic::small_cnn([1, 28, 28], 10, Precision::W8A8, 0).unwrap();
+    let on = |side: usize| compile(&model, &HwConfig::preset(side, side).unwrap()).unwrap();
+    assert!(matches!(on(8).layout.input_packing, InputPacking::Im2col { kernel: [3, 3], stride: 1, .. }));
+    // A 1-row array gains nothing: 9 slices either way.
+    assert_eq!(on(1).layout.input_packing, InputPacking::Direct);
+    let first_conv = report(&model, &on(8)).unwrap().layers[0].utilization;
+    assert!(first_conv > 0.25, "first conv utilization {first_conv:.3}"); // 10.6% unpacked
+}

@@ -92,7 +92,12 @@ fn write_build(dir: &Path, c: &Compiled, r: &CycleReport) -> anyhow::Result<()> 
     write("program.s", isa::disassemble(&c.program).as_bytes())?;
     write("memory.bin", &c.memory)?;
     write("hw.toml", c.hw.to_toml().as_bytes())?;
-    let layout = serde_json::json!({ "input": region_json(c, c.input()), "logits": region_json(c, c.logits()), "word_bytes": c.hw.rows });
+    let layout = serde_json::json!({
+        "input": region_json(c, c.input()),
+        "input_packing": c.layout.input_packing,
+        "logits": region_json(c, c.logits()),
+        "word_bytes": c.hw.rows,
+    });
     write("layout.json", serde_json::to_string_pretty(&layout)?.as_bytes())?;
     write("report.json", serde_json::to_string_pretty(r)?.as_bytes())
 }

@@ -81,6 +81,19 @@ pub fn check(model: &Model, hw: &HwConfig) -> Result<(), CompileError> {
     Ok(())
 }
 
+/// The first convolution over an im2col-packed input: a 1x1 convolution whose input
+/// channels are the window positions. The weights stay as they are: their
+/// `[in][kh][kw]` order per output is exactly the packed channel order.
+fn as_pointwise(conv: &crate::ir::Conv2d) -> crate::ir::Conv2d {
+    crate::ir::Conv2d {
+        in_channels: conv.in_channels * conv.kernel[0] * conv.kernel[1],
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        ..conv.clone()
+    }
+}
+
 /// Compile `model` (validated) for `hw` (validated).
 pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
     check(model, hw)?;
@@ -93,6 +106,9 @@ pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
         let src = (&layout.tensors[src_slot], src_slot);
         let dst = (&layout.tensors[i + 1], i + 1);
         match &layer.op {
+            IrOp::Conv2d(conv) if i == 0 && layout.input_packing != layout::InputPacking::Direct => {
+                e.conv(layer, &as_pointwise(conv), src, dst)?
+            }
             IrOp::Conv2d(conv) => e.conv(layer, conv, src, dst)?,
             IrOp::Linear(linear) => e.linear(layer, linear, src, dst)?,
             IrOp::MaxPool(_) | IrOp::AvgPool { .. } => {
