@@ -260,8 +260,7 @@ pub struct Functional {
 
 impl Functional {
     pub fn new(compiled: Compiled) -> Self {
-        let g = compiled.input().geometry;
-        Functional { input_len: g.channels * g.height * g.width, compiled }
+        Functional { input_len: compiled.layout.image_len(), compiled }
     }
 }
 

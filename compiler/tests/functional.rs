@@ -113,3 +113,13 @@ proptest! {
         assert_functional_matches(&model, &hw, 1);
     }
 }
+
+#[test]
+fn the_functional_backend_takes_images_as_the_reference_does() {
+    use compiler::Backend;
+    let model = synthetic::small_cnn([1, 28, 28], 10, Precision::W8A8, 2).unwrap();
+    let backend = compiler::functional::Functional::new(compile(&model, &HwConfig::preset(8, 8).unwrap()).unwrap());
+    let batch: Vec<u8> = images(&model, 3, 1).concat();
+    assert_eq!(backend.input_len(), 784);
+    assert_eq!(backend.infer(&batch).unwrap().logits, Reference::new(model).infer(&batch).unwrap().logits);
+}

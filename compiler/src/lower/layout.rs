@@ -195,6 +195,19 @@ pub fn pack_input(image: &[u8], layout: &Layout, rows: usize) -> Vec<u8> {
     out
 }
 
+impl Layout {
+    /// Bytes of one input image as the host receives it (`C*H*W` u8 codes).
+    pub fn image_len(&self) -> usize {
+        match self.input_packing {
+            InputPacking::Direct => {
+                let g = &self.tensors[0].geometry;
+                g.channels * g.height * g.width
+            }
+            InputPacking::Im2col { image, .. } => image.iter().product(),
+        }
+    }
+}
+
 /// Read a vector tensor (the logits) back from its bytes.
 pub fn unpack_vector(bytes: &[u8], g: &Geometry, rows: usize) -> Vec<i32> {
     (0..g.channels)
