@@ -38,6 +38,7 @@ pub struct TrainArgs {
     /// Run directory: config, checkpoint, metrics, model.qnn.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// fashion-mnist (default), animal-mnist, digits, cifar10 or cifar100.
     #[arg(long)]
     pub dataset: Option<DatasetId>,
     /// Directory with CIFAR-10/100 binary batches.
@@ -52,21 +53,28 @@ pub struct TrainArgs {
     /// Run directory of a finished fp run (qat and divqat).
     #[arg(long, value_name = "DIR")]
     pub teacher: Option<PathBuf>,
+    /// Weight bits, 2..=8 (default 8).
     #[arg(long)]
     pub wbits: Option<u8>,
+    /// Activation bits, 2..=8 (default 8).
     #[arg(long)]
     pub abits: Option<u8>,
+    /// Epochs (default 10 for fp, 3 for qat/divqat).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Mini-batch size (default 128).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// adamw (default) or sgd.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule (default cosine).
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
+    /// Decoupled weight decay on weights of rank >= 2 (default 1e-4).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Train on a seeded random subset of N images.
@@ -75,8 +83,10 @@ pub struct TrainArgs {
     /// Evaluate on a seeded random subset of N test images.
     #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
+    /// Data augmentation (default: crop-flip for 3-channel data, none otherwise).
     #[arg(long, value_enum)]
     pub augment: Option<Augment>,
+    /// Seed of initialisation, shuffling, augmentation and subsets (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Batches that calibrate activation ranges before QAT.
@@ -88,6 +98,7 @@ pub struct TrainArgs {
     /// DivQAT softmax temperature T.
     #[arg(long)]
     pub temperature: Option<f64>,
+    /// Which KL the DivQAT term uses (default quant-to-teacher).
     #[arg(long, value_enum)]
     pub kl_direction: Option<KlDirection>,
     /// Continue an interrupted run in --out from its last checkpoint.
