@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use verilator_sys::VerilatorInstall;
+use verilator_sys::{verilator_error_lines, VerilatorInstall};
 
 use crate::SimError;
 
@@ -52,25 +52,10 @@ pub fn lint(verilog: &Path, top: &str) -> Result<Vec<LintWarning>, SimError> {
     if !output.status.success() {
         return Err(SimError::VerilogErrors {
             path: verilog.to_path_buf(),
-            errors: error_lines(&stderr),
+            errors: verilator_error_lines(&stderr),
         });
     }
     Ok(stderr.lines().filter_map(parse_warning_line).collect())
-}
-
-/// The `%Error` lines, less Verilator's closing "Exiting due to N error(s)".
-fn error_lines(stderr: &str) -> Vec<String> {
-    let errors: Vec<String> = stderr
-        .lines()
-        .filter(|line| line.starts_with("%Error") && !line.contains("Exiting due to"))
-        .map(str::to_string)
-        .collect();
-    if errors.is_empty() {
-        // Killed, or an error format this parser does not know: keep the tail.
-        stderr.lines().rev().take(3).map(str::to_string).collect()
-    } else {
-        errors
-    }
 }
 
 /// Parses `%Warning-CODE: file:line:col: message` (or `%Warning-CODE:

@@ -1,12 +1,36 @@
-//! Foundation for Verilator models built at run time: finding the Verilator
-//! installation (binary, version, C++ runtime sources) that later steps use to
-//! verilate a design, compile it with its shim and load it.
+//! Verilator models built at run time.
+//!
+//! [`VerilatorInstall`] finds Verilator (binary, version, C++ runtime
+//! sources); [`build_model`] turns Verilog text into a shared library:
+//!
+//! 1. read the top module's ports from the Verilog ([`parse_ports`]; ports
+//!    wider than 64 bits are refused before anything runs);
+//! 2. hash the Verilog, top, tool versions, options and [`SHIM_VERSION`];
+//!    if the cache holds that key, return it (no Verilator, no g++);
+//! 3. otherwise, in a temporary directory: `verilator --cc -O3 ...`, check
+//!    its port list against ours, generate the C shim ([`shim`]), compile
+//!    the C++ as two combined units with g++ `-fPIC -O2`, compile
+//!    Verilator's runtime once per toolchain into the cache, link one `.so`
+//!    exporting only the shim, and rename the directory into the cache.
+//!
+//! Loading the library and calling the shim is the `sim` crate's job
+//! (`sim::VerilatedModel`). The cache layout is described in [`cache`].
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use thiserror::Error;
+
+pub mod builder;
+pub mod cache;
+pub mod ports;
+pub mod shim;
+
+pub use builder::{build_model, BuildOptions, BuildStats, ModelBuild, LIBRARY_NAME};
+pub use cache::default_cache_root;
+pub use ports::{parse_ports, Direction, Port, PortError, MAX_PORT_BITS};
+pub use shim::SHIM_VERSION;
 
 /// Oldest supported major version: the run-time build relies on Verilator 5
 /// (VerilatedContext-based models, `verilated_threads.cpp` in every build).
@@ -35,6 +59,70 @@ pub enum VerilatorError {
     TooOld { found: String },
     #[error("Verilator include directory {0} lacks verilated.cpp; is VERILATOR_ROOT right?")]
     IncludeDirIncomplete(PathBuf),
+    #[error(
+        "invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)"
+    )]
+    InvalidTop(String),
+    #[error(transparent)]
+    Ports(#[from] PortError),
+    #[error("verilator rejected the design: {}{}", first(errors), more(errors))]
+    Verilate { errors: Vec<String> },
+    #[error("the ports read from the Verilog ({parsed}) differ from Verilator's ({verilator}); the port parser misread this design")]
+    PortMismatch { parsed: String, verilator: String },
+    #[error("cannot run {cxx} (the C++ compiler; run scripts/setup.sh): {source}")]
+    CompilerMissing {
+        cxx: &'static str,
+        source: std::io::Error,
+    },
+    #[error("g++ failed {step}: {}{}; build kept in {}", first(errors), more(errors), build_dir.display())]
+    Compile {
+        step: String,
+        errors: Vec<String>,
+        build_dir: PathBuf,
+    },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl VerilatorError {
+    /// Whether a failed build's directory should stay for inspection: only
+    /// compiler failures, whose cause may be in the generated C++.
+    pub fn keeps_build_dir(&self) -> bool {
+        matches!(self, VerilatorError::Compile { .. })
+    }
+}
+
+fn first(lines: &[String]) -> &str {
+    lines.first().map_or("(no message)", String::as_str)
+}
+
+fn more(lines: &[String]) -> String {
+    match lines.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    }
+}
+
+/// Verilator's `%Error` lines, less its closing "Exiting due to N error(s)";
+/// the last lines of `stderr` when it printed none (killed, or a format
+/// this does not know).
+pub fn verilator_error_lines(stderr: &str) -> Vec<String> {
+    let errors: Vec<String> = stderr
+        .lines()
+        .filter(|line| line.starts_with("%Error") && !line.contains("Exiting due to"))
+        .map(str::to_string)
+        .collect();
+    if errors.is_empty() {
+        stderr.lines().rev().take(3).map(str::to_string).collect()
+    } else {
+        errors
+    }
 }
 
 /// A usable Verilator installation.
