@@ -18,9 +18,16 @@ pub const POST_PIPELINE: u64 = 4;
 /// Pipeline depth of the pool and add units.
 pub const VECTOR_PIPELINE: u64 = 3;
 
+/// Cycles a matmul of `slices` weight slices over `pixels` pixels keeps the array busy,
+/// from the first weight entering to the last result leaving (docs/isa.md §5); the
+/// RTL (`hdl::WsArray`) is tested to take exactly this.
+pub fn matmul_cycles(rows: usize, cols: usize, slices: usize, pixels: usize) -> u64 {
+    let (r, c, s, p) = (rows as u64, cols as u64, slices as u64, pixels as u64);
+    2 * r + c + s.saturating_sub(1) * p.max(r) + p
+}
+
 /// Cycles one instruction keeps its unit busy.
 pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
-    let (r, c) = (hw.rows as u64, hw.cols as u64);
     let transfer = |rows: u16, row_bytes: u32| {
         if rows == 0 || row_bytes == 0 {
             1
@@ -30,13 +37,12 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
     };
     match *op {
         Op::Load { rows, row_bytes, .. } | Op::Store { rows, row_bytes, .. } => transfer(rows, row_bytes),
-        // Weights of the first slice shift in (r cycles); each slice streams its pixels
-        // while the next slice's weights shift into the shadow registers, so a slice
-        // costs max(pixels, r); the last pixel leaves the array after r + c cycles.
+        // Measured on hdl::WsArray: the first slice's weights shift in (r cycles); each
+        // slice but the last streams its pixels while the next slice's weights shift
+        // into the shadow registers, so it costs max(pixels, r); the last slice streams
+        // its pixels, and its last result leaves column c after r + c more cycles.
         Op::Matmul { out_h, out_w, slice_begin, slice_end, .. } => {
-            let pixels = out_h as u64 * out_w as u64;
-            let slices = slice_end.saturating_sub(slice_begin) as u64;
-            r + slices * pixels.max(r) + r + c
+            matmul_cycles(hw.rows, hw.cols, slice_end.saturating_sub(slice_begin) as usize, out_h as usize * out_w as usize)
         }
         Op::Post { pixels, .. } => pixels as u64 + POST_PIPELINE,
         Op::Pool { out_h, out_w, groups, kernel_h, kernel_w, .. } => {

@@ -25,5 +25,5 @@ pub mod ws_pe;
 
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
 pub use sign_extend::SignExtend;
-pub use ws_array::{matmul_cycles, ws_array_verilog, ByteExtend, DelayLine, WsArray};
+pub use ws_array::{ws_array_verilog, ByteExtend, DelayLine, WsArray};
 pub use ws_pe::{ws_pe_verilog, WsPe, ACT_BITS, PSUM_BITS, WEIGHT_BITS};

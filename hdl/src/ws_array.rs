@@ -43,9 +43,8 @@
 //! - A matmul of `S` slices: pulse at cycle 0, slice `s` starts at
 //!   `rows + s * max(P, rows)`, the last result is taken at edge
 //!   `2 rows + (S - 1) max(P, rows) + P + cols - 1`: the instruction occupies
-//!   `2 rows + cols + (S - 1) max(P, rows) + P` cycles, which is the
-//!   cycle model's `rows + S max(P, rows) + rows + cols` when `P >= rows` and
-//!   `rows - P` fewer when `P < rows` (the last slice needs no padding).
+//!   `2 rows + cols + (S - 1) max(P, rows) + P` cycles, exactly the cycle
+//!   model's `compiler::cycles::matmul_cycles` (the tests check every run).
 //!
 //! # rust-hdl structure
 //!
@@ -268,16 +267,6 @@ impl Logic for WsArray {
             }
         }
     }
-}
-
-/// Cycles a matmul of `slices` slices of `pixels` pixels occupies the array,
-/// from the first weight pulse to the edge that takes the last column's last
-/// result (see the module documentation): the cycle model's
-/// `rows + slices * max(pixels, rows) + rows + cols`, less `rows - pixels` when
-/// `pixels < rows`.
-pub fn matmul_cycles(rows: usize, cols: usize, slices: usize, pixels: usize) -> usize {
-    assert!(slices >= 1 && pixels >= 1, "empty matmul");
-    2 * rows + cols + (slices - 1) * pixels.max(rows) + pixels
 }
 
 /// The array's Verilog (top module `top`), as emitted by rust-hdl.
@@ -527,7 +516,7 @@ pub(crate) mod tests {
 
     /// [`simulate_run`] with the fastest plan the module documentation
     /// allows; asserts that every sum is right and that the run took
-    /// [`matmul_cycles`].
+    /// `compiler::cycles::matmul_cycles`.
     fn run(rows: usize, cols: usize, pixels: usize, slice_count: usize, seed: u64) -> Run {
         let plan = Plan {
             period: pixels.max(rows),
@@ -543,9 +532,10 @@ pub(crate) mod tests {
         );
         // The last result appears after the second-to-last edge; the consumer
         // takes it at the edge that ends the last cycle.
+        // The hardware must take exactly what the compiler's cycle model predicts.
         assert_eq!(
-            run.cycles.len(),
-            matmul_cycles(rows, cols, slice_count, pixels)
+            run.cycles.len() as u64,
+            compiler::cycles::matmul_cycles(rows, cols, slice_count, pixels)
         );
         run
     }
@@ -597,18 +587,6 @@ pub(crate) mod tests {
         // Period rows - 1: the next load overwrites shadows before they swap.
         let run = simulate_run(3, 2, 2, 3, Plan { period: 2, lead: 3 }, 8);
         assert!(run.wrong > 0, "a period of rows - 1 should break");
-    }
-
-    #[test]
-    fn matmul_cycles_meets_the_cycle_model() {
-        // docs/isa.md §5: rows + S * max(P, rows) + rows + cols.
-        let model = |r: usize, c: usize, s: usize, p: usize| r + s * p.max(r) + r + c;
-        for (r, c, s, p) in [(8, 8, 72, 196), (8, 8, 3, 8), (16, 16, 9, 4), (2, 2, 1, 1)] {
-            assert_eq!(
-                model(r, c, s, p) - matmul_cycles(r, c, s, p),
-                r.saturating_sub(p)
-            );
-        }
     }
 
     /// Lints Verilog with Verilator -Wall. Waived: DECLFILENAME only
