@@ -329,6 +329,26 @@ fn tracing_writes_a_vcd_file() -> Result<(), SimError> {
     Ok(())
 }
 
+/// Names Verilator encodes in C++: `__`, `$`, and a C++ keyword.
+#[test]
+fn encoded_port_names_work() -> Result<(), SimError> {
+    if !verilator_present() {
+        return Ok(());
+    }
+    let verilog = "module top(a__b, x$y, delete);\n  input [3:0] a__b;\n  input x$y;\n  output [4:0] delete;\n  assign delete = a__b + x$y;\nendmodule\n";
+    let mut model = VerilatedModel::new(verilog, "top", &BuildOptions::default())?;
+    let (a, x, sum) = (
+        model.port("a__b")?,
+        model.port("x$y")?,
+        model.port("delete")?,
+    );
+    model.set(a, 15)?;
+    model.set(x, 1)?;
+    model.eval();
+    assert_eq!(model.get(sum)?, 16);
+    Ok(())
+}
+
 #[test]
 fn clock_rate_counts_cycles() -> Result<(), SimError> {
     if !verilator_present() {

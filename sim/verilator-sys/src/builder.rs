@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cache::{default_cache_root, ensure_entry, hash_key, write_file, Entry};
-use crate::ports::{self, parse_ports, Direction, Port};
-use crate::shim::{self, cpp_name, MODEL_PREFIX, SHIM_VERSION};
+use crate::header::port_members;
+use crate::ports::{self, parse_ports, Port};
+use crate::shim::{self, MODEL_PREFIX, SHIM_VERSION};
 use crate::{verilator_error_lines, VerilatorError, VerilatorInstall};
 
 /// File name of the model library inside its cache entry.
@@ -264,12 +265,12 @@ struct Job<'a> {
 impl Job<'_> {
     fn run(&self, stats: &mut BuildStats) -> Result<(), VerilatorError> {
         let started = Instant::now();
-        self.verilate()?;
+        let members = self.verilate()?;
         stats.verilate = started.elapsed();
         let started = Instant::now();
         write_file(
             &self.dir.join("shim.cpp"),
-            &shim::shim_source(self.ports, self.recipe.trace),
+            &shim::shim_source(self.ports, &members, self.recipe.trace),
         )?;
         let units = self.write_unity_files()?;
         let (runtime, compiled) = self.compile(&units)?;
@@ -283,8 +284,9 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Runs Verilator into `obj/` and checks its port list against ours.
-    fn verilate(&self) -> Result<(), VerilatorError> {
+    /// Runs Verilator into `obj/`; returns each port's C++ member name,
+    /// having checked Verilator's port list against ours.
+    fn verilate(&self) -> Result<Vec<String>, VerilatorError> {
         let source = self.dir.join("top.v");
         write_file(&source, self.verilog)?;
         let mut command = self.recipe.tools.verilator.command();
@@ -310,7 +312,7 @@ impl Job<'_> {
             path: header,
             source,
         })?;
-        check_ports(self.ports, &header)
+        port_members(self.ports, &header)
     }
 
     /// Two combined translation units instead of one per generated file:
@@ -445,6 +447,8 @@ fn join<T>(
 /// Runs a g++ command; failure reports its error lines and keeps `build_dir`.
 fn run_cxx(mut command: Command, build_dir: &Path) -> Result<(), VerilatorError> {
     let step = describe(&command);
+    // Plain ASCII quotes in messages, whatever the user's locale.
+    command.env("LC_ALL", "C");
     let output = command
         .output()
         .map_err(|source| VerilatorError::CompilerMissing { cxx: CXX, source })?;
@@ -495,77 +499,41 @@ fn cxx_error_lines(stderr: &str) -> Vec<String> {
     }
 }
 
-/// Compares the ports read from the Verilog with those Verilator declared
-/// in the model header (`VL_IN8(&clock,0,0);`, `VL_OUT(&acc,31,0);`, ...).
-fn check_ports(ports: &[Port], header: &str) -> Result<(), VerilatorError> {
-    let mut ours: Vec<String> = ports
-        .iter()
-        .map(|p| {
-            let direction = if p.direction == Direction::Input {
-                "input"
-            } else {
-                "output"
-            };
-            format!("{direction} {} [{}]", cpp_name(&p.name), p.width)
-        })
-        .collect();
-    let mut theirs: Vec<String> = header.lines().filter_map(header_port).collect();
-    ours.sort();
-    theirs.sort();
-    if ours == theirs {
-        Ok(())
-    } else {
-        Err(VerilatorError::PortMismatch {
-            parsed: ours.join(", "),
-            verilator: theirs.join(", "),
-        })
-    }
-}
-
-/// `VL_IN8(&clock,0,0);` -> "input clock [1]".
-fn header_port(line: &str) -> Option<String> {
-    let rest = line.trim().strip_prefix("VL_")?;
-    let (kind, args) = rest.split_once('(')?;
-    let direction = if kind.starts_with("INOUT") {
-        "inout"
-    } else if kind.starts_with("IN") {
-        "input"
-    } else if kind.starts_with("OUT") {
-        "output"
-    } else {
-        return None;
-    };
-    let mut args = args.trim_end_matches(");").split(',');
-    let name = args.next()?.trim().trim_start_matches('&');
-    let msb: i64 = args.next()?.trim().parse().ok()?;
-    let lsb: i64 = args.next()?.trim().parse().ok()?;
-    Some(format!("{direction} {name} [{}]", msb.abs_diff(lsb) + 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn port(name: &str, direction: Direction, width: u32) -> Port {
-        Port {
-            name: name.into(),
-            direction,
-            width,
-            signed: false,
-        }
-    }
-
     #[test]
-    fn header_ports_match_parsed_ports() {
-        let header = "  VL_IN8(&clock,0,0);\n    VL_OUT(&acc,31,0);\n  VL_IN64(&a__024b,63,0);\n  void eval();\n";
-        let ports = [
-            port("acc", Direction::Output, 32),
-            port("clock", Direction::Input, 1),
-            port("a$b", Direction::Input, 64),
-        ];
-        check_ports(&ports, header).unwrap();
-        let err = check_ports(&ports[..2], header).unwrap_err();
-        assert!(err.to_string().contains("input a__024b [64]"), "{err}");
+    fn a_compile_error_names_the_step_and_keeps_the_directory() {
+        let _lock = crate::tests::spawn_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("broken.cpp");
+        write_file(&source, "int f() { return undeclared; }\n").unwrap();
+        let mut command = Command::new(CXX);
+        command
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(dir.path().join("broken.o"));
+        let err = match run_cxx(command, dir.path()) {
+            Err(err) => err,
+            Ok(()) => panic!("compiled"),
+        };
+        let message = err.to_string();
+        assert!(
+            message.starts_with("g++ failed compiling broken.cpp: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("'undeclared' was not declared"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(&format!("; build kept in {}", dir.path().display())),
+            "{message}"
+        );
+        assert!(err.keeps_build_dir());
+        assert!(dir.path().join("cxx-error.log").is_file());
     }
 
     #[test]

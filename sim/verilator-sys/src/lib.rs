@@ -24,6 +24,7 @@ use thiserror::Error;
 
 pub mod builder;
 pub mod cache;
+mod header;
 pub mod ports;
 pub mod shim;
 
@@ -244,7 +245,7 @@ mod tests {
     /// file is still open for writing makes exec fail with ETXTBSY.
     static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
-    fn spawn_lock() -> MutexGuard<'static, ()> {
+    pub(crate) fn spawn_lock() -> MutexGuard<'static, ()> {
         SPAWN_LOCK
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
