@@ -4,6 +4,12 @@
 //! Run: `cargo run --release -p sim --example pe_clock_rate [cycles]`
 //! (the model's own speed does not depend on the Rust profile much: the
 //! time is spent in the C++ model, compiled with -O2 either way).
+//!
+//! Measured on the 2-core shared development machine (Verilator 5.006,
+//! g++ 12, load average ~3.8), 20 M cycles: 25-30 M cycles/s. Build: 5.4 s
+//! the very first time (Verilator's runtime objects plus the model), 1.3 s
+//! for a new design once the runtime is cached, 0.08-0.14 s from the cache
+//! (mostly spent asking Verilator and g++ for their versions).
 
 use std::time::Instant;
 
