@@ -16,6 +16,7 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod memory;
 pub mod pe;
 pub mod requant;
 pub mod sign_extend;
@@ -23,6 +24,7 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
 pub use sign_extend::SignExtend;
 pub use ws_array::{ws_array_verilog, ByteExtend, DelayLine, WsArray};
