@@ -16,6 +16,7 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod matmul;
 pub mod memory;
 pub mod pe;
 pub mod requant;
@@ -24,6 +25,7 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
 pub use sign_extend::SignExtend;

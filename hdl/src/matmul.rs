@@ -1,0 +1,980 @@
+//! The matmul engine: executes one `matmul` instruction (docs/isa.md §4) on a
+//! [`WsArray`], cycle by cycle.
+//!
+//! # Buffers
+//!
+//! The three buffers are *ports*: the engine drives read addresses and takes
+//! the data one cycle later (a registered read, what FPGA block RAM and
+//! `memory::SdpRam` give); the accumulator buffer also gets write ports.
+//!
+//! - activation buffer (words of `rows` bytes): `act_addr` in cycle `t`,
+//!   `act_rdata[r]` in cycle `t + 1`.
+//! - weight buffer (words of `cols` bytes): `wgt_addr` / `wgt_rdata[c]` alike.
+//! - accumulator buffer (words of `cols` x i32): **one bank per column lane**
+//!   with its own addresses (`acc_raddr[c]` / `acc_rdata[c]`, and
+//!   `acc_we[c]`, `acc_waddr[c]`, `acc_wdata[c]`), because the array's
+//!   column `c` delivers its sums `c` cycles after column 0: each lane does
+//!   its read-modify-write on its own schedule, so no deskew buffer and no
+//!   extra cycles are needed. (`cols` one-lane `SdpRam`s.) A lane never reads
+//!   and writes one word in the same cycle (needs `rows >= 2`, asserted).
+//!
+//! # Control
+//!
+//! - The instruction fields are ports and must stay stable from the `start`
+//!   cycle until `done` (the exec unit holds the decoded instruction).
+//! - `start`: a one-cycle pulse while `busy` is low (ignored while busy).
+//! - `busy` is high from the cycle after `start` through the `done` cycle;
+//!   `done` is high in the last cycle, whose edge writes the last
+//!   accumulator. The next `start` may come in the cycle after `done`.
+//! - Requires `slice_end > slice_begin` and `out_h * out_w >= 1` (the
+//!   compiler never emits empty matmuls); `groups`/`kernel_w` 0 mean 1, as in
+//!   `compiler::functional`.
+//!
+//! # Timing (cycle 0 = the `start` cycle; `T` = `matmul_cycles(rows, cols,
+//! S, P)`, `period = max(P, rows)`)
+//!
+//! - weight word `r` of slice `s` is addressed in cycle `s*period + r` (word 0
+//!   of slice 0 combinationally from `start`), enters the array one cycle
+//!   later with `wload` on word 0: exactly `WsArray`'s documented schedule
+//!   shifted by the RAM's read cycle;
+//! - pixel `p` of slice `s` is addressed in cycle `k = rows + s*period + p`
+//!   and enters the array in `k + 1` (a zero word where it is padding);
+//! - lane `c` reads its accumulator in `k + rows + c + 1` and writes
+//!   `psum (+ old)` at the edge ending `k + rows + c + 2`.
+//! - The last write, and `done`, is in cycle `T`: the instruction occupies
+//!   **`T + 1` cycles** (`start` through `done`). The one extra cycle is the
+//!   weight RAM's read latency before the first weight word reaches the
+//!   array; the accumulate stage costs nothing extra (the read is issued
+//!   ahead of the sum, the write happens at the edge where the array's
+//!   consumer takes the sum anyway).
+//!
+//! # Address generator
+//!
+//! No multiplier runs per cycle: all per-instruction constants (the first
+//! slice's `(ky, kx, g)` from `slice_begin`, row pitches, `stride * groups`,
+//! ...) come from [`MatmulSetup`], a combinational block with hand-written
+//! Verilog (one division chain and a few 16-bit products, evaluated once per
+//! instruction: the inputs are stable, so it is a multicycle path) and a Rust
+//! model. Per cycle, only adders and comparators advance:
+//! - slice state: `g`, `kx`, `iy_base = ky + origin_y`, `ix_base = kx +
+//!   origin_x` (18-bit two's complement) and the word address of pixel
+//!   `(iy_base, ix_base)` group `g`: the next slice is `+1` unless `kx`
+//!   wraps, then `+ row_jump = tile_w*G - kw*G + 1`;
+//! - pixel state, relative to the slice: `ry = oy*stride`, `rx = ox*stride`,
+//!   and `oy*stride*pitch + ox*stride*G` (two accumulators);
+//! - padding: `iy = iy_base + ry` and `ix` are in bounds iff, read as
+//!   unsigned 18-bit numbers, they are below `tile_h` / `tile_w` (a negative
+//!   value wraps above 2^17). Addresses are computed modulo 2^16 and used
+//!   only in bounds, so negative origins need no special case.
+
+use compiler::cycles::matmul_cycles;
+use rust_hdl::prelude::*;
+
+use crate::ws_array::WsArray;
+use crate::ws_pe::{PSUM_BITS, WEIGHT_BITS};
+
+/// Buffer address width (docs/isa.md §3).
+pub const ADDR: usize = 16;
+/// Width of tile coordinates: 16-bit values plus sign and headroom.
+pub const COORD: usize = 18;
+
+/// Per-instruction constants of the address generator (see module docs).
+#[derive(LogicBlock)]
+pub struct MatmulSetup {
+    pub act: Signal<In, Bits<ADDR>>,
+    pub tile_h: Signal<In, Bits<16>>,
+    pub tile_w: Signal<In, Bits<16>>,
+    pub groups: Signal<In, Bits<16>>,
+    pub kernel_h: Signal<In, Bits<8>>,
+    pub kernel_w: Signal<In, Bits<8>>,
+    pub stride: Signal<In, Bits<8>>,
+    pub origin_y: Signal<In, Bits<16>>,
+    pub origin_x: Signal<In, Bits<16>>,
+    pub out_h: Signal<In, Bits<16>>,
+    pub out_w: Signal<In, Bits<16>>,
+    pub slice_begin: Signal<In, Bits<16>>,
+    pub slice_end: Signal<In, Bits<16>>,
+    /// Slices - 1, pixels - 1, max(pixels, rows) - 1, out_w - 1, G - 1, kw - 1.
+    pub s_last: Signal<Out, Bits<16>>,
+    pub p_last: Signal<Out, Bits<16>>,
+    pub period_last: Signal<Out, Bits<16>>,
+    pub ow_last: Signal<Out, Bits<16>>,
+    pub g_last: Signal<Out, Bits<16>>,
+    pub kw_last: Signal<Out, Bits<16>>,
+    /// `g` and `kx` of slice `slice_begin`.
+    pub g0: Signal<Out, Bits<16>>,
+    pub kx0: Signal<Out, Bits<16>>,
+    /// `ky0 + origin_y`, `kx0 + origin_x`, `origin_x` (18-bit two's complement).
+    pub iy0: Signal<Out, Bits<COORD>>,
+    pub ix0: Signal<Out, Bits<COORD>>,
+    pub ox_origin: Signal<Out, Bits<COORD>>,
+    /// Word address of pixel (iy0, ix0) group g0, modulo 2^16.
+    pub addr0: Signal<Out, Bits<ADDR>>,
+    /// Address step when kx wraps: tile_w*G - kw*G + 1.
+    pub row_jump: Signal<Out, Bits<ADDR>>,
+    /// Address steps of one output pixel right (stride*G) and down (stride*tile_w*G).
+    pub ox_step: Signal<Out, Bits<ADDR>>,
+    pub oy_step: Signal<Out, Bits<ADDR>>,
+    pub stride_c: Signal<Out, Bits<COORD>>,
+    pub tile_h_c: Signal<Out, Bits<COORD>>,
+    pub tile_w_c: Signal<Out, Bits<COORD>>,
+    _rows: usize,
+}
+
+impl MatmulSetup {
+    pub fn new(rows: usize) -> Self {
+        Self {
+            act: Default::default(),
+            tile_h: Default::default(),
+            tile_w: Default::default(),
+            groups: Default::default(),
+            kernel_h: Default::default(),
+            kernel_w: Default::default(),
+            stride: Default::default(),
+            origin_y: Default::default(),
+            origin_x: Default::default(),
+            out_h: Default::default(),
+            out_w: Default::default(),
+            slice_begin: Default::default(),
+            slice_end: Default::default(),
+            s_last: Default::default(),
+            p_last: Default::default(),
+            period_last: Default::default(),
+            ow_last: Default::default(),
+            g_last: Default::default(),
+            kw_last: Default::default(),
+            g0: Default::default(),
+            kx0: Default::default(),
+            iy0: Default::default(),
+            ix0: Default::default(),
+            ox_origin: Default::default(),
+            addr0: Default::default(),
+            row_jump: Default::default(),
+            ox_step: Default::default(),
+            oy_step: Default::default(),
+            stride_c: Default::default(),
+            tile_h_c: Default::default(),
+            tile_w_c: Default::default(),
+            _rows: rows,
+        }
+    }
+}
+
+/// The setup values in plain integers (the Rust model of the Verilog below).
+struct SetupValues {
+    s_last: u64,
+    p_last: u64,
+    period_last: u64,
+    ow_last: u64,
+    g_last: u64,
+    kw_last: u64,
+    g0: u64,
+    kx0: u64,
+    iy0: i64,
+    ix0: i64,
+    ox_origin: i64,
+    addr0: u64,
+    row_jump: u64,
+    ox_step: u64,
+    oy_step: u64,
+}
+
+const M16: u64 = 0xffff;
+
+impl MatmulSetup {
+    fn values(&self) -> SetupValues {
+        let v16 = |s: &Signal<In, Bits<16>>| s.val().index() as u64;
+        let v8 = |s: &Signal<In, Bits<8>>| s.val().index() as u64;
+        let g = v16(&self.groups).max(1);
+        let kw = v8(&self.kernel_w).max(1);
+        let stride = v8(&self.stride);
+        let (tile_w, begin) = (v16(&self.tile_w), v16(&self.slice_begin));
+        let (pos, g0) = (begin / g, begin % g);
+        let (ky0, kx0) = (pos / kw, pos % kw);
+        let p_last = (v16(&self.out_h) * v16(&self.out_w)).wrapping_sub(1) & M16;
+        let oy = v16(&self.origin_y) as u16 as i16 as i64;
+        let ox = v16(&self.origin_x) as u16 as i16 as i64;
+        let (iy0, ix0) = (ky0 as i64 + oy, kx0 as i64 + ox);
+        let pitch = tile_w * g;
+        let addr0 =
+            (v16(&self.act) as i64 + iy0 * pitch as i64 + ix0 * g as i64 + g0 as i64) as u64;
+        SetupValues {
+            s_last: v16(&self.slice_end).wrapping_sub(begin + 1) & M16,
+            p_last,
+            period_last: p_last.max(self._rows as u64 - 1),
+            ow_last: v16(&self.out_w).wrapping_sub(1) & M16,
+            g_last: g - 1,
+            kw_last: kw - 1,
+            g0,
+            kx0,
+            iy0,
+            ix0,
+            ox_origin: ox,
+            addr0: addr0 & M16,
+            row_jump: (pitch + (1 << 32) - kw * g + 1) & M16,
+            ox_step: (stride * g) & M16,
+            oy_step: (stride * pitch) & M16,
+        }
+    }
+}
+
+/// Two's complement of `v` in `COORD` bits.
+fn coord(v: i64) -> Bits<COORD> {
+    ((v as u64) & ((1 << COORD) - 1)).into()
+}
+
+impl Logic for MatmulSetup {
+    fn update(&mut self) {
+        let v = self.values();
+        for (port, x) in [
+            (&mut self.s_last, v.s_last),
+            (&mut self.p_last, v.p_last),
+            (&mut self.period_last, v.period_last),
+            (&mut self.ow_last, v.ow_last),
+            (&mut self.g_last, v.g_last),
+            (&mut self.kw_last, v.kw_last),
+            (&mut self.g0, v.g0),
+            (&mut self.kx0, v.kx0),
+            (&mut self.addr0, v.addr0),
+            (&mut self.row_jump, v.row_jump),
+            (&mut self.ox_step, v.ox_step),
+            (&mut self.oy_step, v.oy_step),
+        ] {
+            port.next = x.into();
+        }
+        self.iy0.next = coord(v.iy0);
+        self.ix0.next = coord(v.ix0);
+        self.ox_origin.next = coord(v.ox_origin);
+        self.stride_c.next = coord(self.stride.val().index() as i64);
+        self.tile_h_c.next = coord(self.tile_h.val().index() as i64);
+        self.tile_w_c.next = coord(self.tile_w.val().index() as i64);
+    }
+
+    fn connect(&mut self) {
+        for port in [
+            &mut self.s_last,
+            &mut self.p_last,
+            &mut self.period_last,
+            &mut self.ow_last,
+            &mut self.g_last,
+            &mut self.kw_last,
+            &mut self.g0,
+            &mut self.kx0,
+            &mut self.addr0,
+            &mut self.row_jump,
+            &mut self.ox_step,
+            &mut self.oy_step,
+        ] {
+            port.connect();
+        }
+        for port in [
+            &mut self.iy0,
+            &mut self.ix0,
+            &mut self.ox_origin,
+            &mut self.stride_c,
+            &mut self.tile_h_c,
+            &mut self.tile_w_c,
+        ] {
+            port.connect();
+        }
+    }
+
+    fn hdl(&self) -> Verilog {
+        Verilog::Custom(SETUP_VERILOG.replace("ROWS_LAST", &format!("16'd{}", self._rows - 1)))
+    }
+}
+
+/// The setup datapath: 16-bit arithmetic modulo 2^16 except the 18-bit
+/// coordinates. `kernel_h` is part of the instruction but not needed (the
+/// slice range bounds the kernel rows).
+const SETUP_VERILOG: &str = r#"
+wire [15:0] g_n = (groups == 16'd0) ? 16'd1 : groups;
+wire [15:0] kw_n = (kernel_w == 8'd0) ? 16'd1 : {8'd0, kernel_w};
+wire [15:0] pos = slice_begin / g_n;
+wire [15:0] g_first = slice_begin % g_n;
+wire [15:0] kx_first = pos % kw_n;
+wire [15:0] ky_first = pos / kw_n;
+wire [15:0] pixels_last = out_h * out_w - 16'd1;
+wire [15:0] pitch = tile_w * g_n;
+wire [15:0] stride16 = {8'd0, stride};
+wire [17:0] iy_first = {2'd0, ky_first} + {{2{origin_y[15]}}, origin_y};
+wire [17:0] ix_first = {2'd0, kx_first} + {{2{origin_x[15]}}, origin_x};
+/* verilator lint_off UNUSEDSIGNAL */
+wire unused_kernel_h = &kernel_h;
+/* verilator lint_on UNUSEDSIGNAL */
+always @(*) begin
+  s_last = slice_end - slice_begin - 16'd1;
+  p_last = pixels_last;
+  period_last = (pixels_last > ROWS_LAST) ? pixels_last : ROWS_LAST;
+  ow_last = out_w - 16'd1;
+  g_last = g_n - 16'd1;
+  kw_last = kw_n - 16'd1;
+  g0 = g_first;
+  kx0 = kx_first;
+  iy0 = iy_first;
+  ix0 = ix_first;
+  ox_origin = {{2{origin_x[15]}}, origin_x};
+  addr0 = act + iy_first[15:0] * pitch + ix_first[15:0] * g_n + g_first;
+  row_jump = pitch - kw_n * g_n + 16'd1;
+  ox_step = stride16 * g_n;
+  oy_step = stride16 * pitch;
+  stride_c = {10'd0, stride};
+  tile_h_c = {2'd0, tile_h};
+  tile_w_c = {2'd0, tile_w};
+end
+"#;
+
+/// The matmul engine; see the module documentation.
+#[derive(LogicBlock)]
+pub struct MatmulEngine {
+    pub clock: Signal<In, Clock>,
+    pub start: Signal<In, Bit>,
+    pub busy: Signal<Out, Bit>,
+    pub done: Signal<Out, Bit>,
+    // The instruction (docs/isa.md §4); origins are i16 bit patterns.
+    pub act: Signal<In, Bits<ADDR>>,
+    pub tile_h: Signal<In, Bits<16>>,
+    pub tile_w: Signal<In, Bits<16>>,
+    pub groups: Signal<In, Bits<16>>,
+    pub kernel_h: Signal<In, Bits<8>>,
+    pub kernel_w: Signal<In, Bits<8>>,
+    pub stride: Signal<In, Bits<8>>,
+    pub origin_y: Signal<In, Bits<16>>,
+    pub origin_x: Signal<In, Bits<16>>,
+    pub out_h: Signal<In, Bits<16>>,
+    pub out_w: Signal<In, Bits<16>>,
+    pub wgt: Signal<In, Bits<ADDR>>,
+    pub slice_begin: Signal<In, Bits<16>>,
+    pub slice_end: Signal<In, Bits<16>>,
+    pub acc: Signal<In, Bits<ADDR>>,
+    pub accumulate: Signal<In, Bit>,
+    pub act_signed: Signal<In, Bit>,
+    /// Activation buffer: address out, word (`rows` bytes) back a cycle later.
+    pub act_addr: Signal<Out, Bits<ADDR>>,
+    pub act_rdata: Vec<Signal<In, Bits<8>>>,
+    /// Weight buffer: address out, word (`cols` bytes) back a cycle later.
+    pub wgt_addr: Signal<Out, Bits<ADDR>>,
+    pub wgt_rdata: Vec<Signal<In, Signed<WEIGHT_BITS>>>,
+    /// Accumulator buffer, one bank per column lane.
+    pub acc_raddr: Vec<Signal<Out, Bits<ADDR>>>,
+    pub acc_rdata: Vec<Signal<In, Signed<PSUM_BITS>>>,
+    pub acc_we: Vec<Signal<Out, Bit>>,
+    pub acc_waddr: Vec<Signal<Out, Bits<ADDR>>>,
+    pub acc_wdata: Vec<Signal<Out, Signed<PSUM_BITS>>>,
+    /// The array's right and bottom edges (see `WsArray`), for chaining; unused here.
+    pub array_act_out: Vec<Signal<Out, Signed<9>>>,
+    pub array_swap_out: Vec<Signal<Out, Bit>>,
+    pub array_wdata_out: Vec<Signal<Out, Signed<WEIGHT_BITS>>>,
+    pub array_wload_out: Vec<Signal<Out, Bit>>,
+    array: WsArray,
+    setup: MatmulSetup,
+    busy_r: DFF<Bit>,
+    // Weight generator: phase in the slice period, slice index, word offset.
+    w_on: DFF<Bit>,
+    w_phase: DFF<Bits<16>>,
+    w_slice: DFF<Bits<16>>,
+    w_off: DFF<Bits<ADDR>>,
+    w_now: Signal<Local, Bit>,
+    // Activation generator: phase (= pixel index while < P), slice index.
+    a_on: DFF<Bit>,
+    a_phase: DFF<Bits<16>>,
+    a_slice: DFF<Bits<16>>,
+    // Slice state (g, kx, iy/ix of the slice's first pixel, its address).
+    sg: DFF<Bits<16>>,
+    skx: DFF<Bits<16>>,
+    siy: DFF<Bits<COORD>>,
+    six: DFF<Bits<COORD>>,
+    saddr: DFF<Bits<ADDR>>,
+    // Pixel state relative to the slice: ox, oy*stride, ox*stride, addresses.
+    ox: DFF<Bits<16>>,
+    ry: DFF<Bits<COORD>>,
+    rx: DFF<Bits<COORD>>,
+    rrow: DFF<Bits<ADDR>>,
+    raddr: DFF<Bits<ADDR>>,
+    a_iy: Signal<Local, Bits<COORD>>,
+    a_ix: Signal<Local, Bits<COORD>>,
+    a_pix: Signal<Local, Bit>,
+    // RAM-latency stage: controls that travel with the read data.
+    wload_q: DFF<Bit>,
+    pad_q: DFF<Bit>,
+    swap_q: DFF<Bit>,
+    // Accumulator control chain: element d is a pixel's (valid, keep old,
+    // last, address) d + 1 cycles after its activation address.
+    c_valid: Vec<DFF<Bit>>,
+    c_keep: Vec<DFF<Bit>>,
+    c_last: Vec<DFF<Bit>>,
+    c_addr: Vec<DFF<Bits<ADDR>>>,
+    rows_last: Constant<Bits<16>>,
+    zero16: Constant<Bits<16>>,
+    one16: Constant<Bits<16>>,
+    zero18: Constant<Bits<COORD>>,
+    one18: Constant<Bits<COORD>>,
+    zero8: Constant<Bits<8>>,
+    _rows: usize,
+    _cols: usize,
+}
+
+fn many<T: Default>(n: usize) -> Vec<T> {
+    (0..n).map(|_| T::default()).collect()
+}
+
+impl MatmulEngine {
+    /// An engine for a `rows x cols` array (`rows >= 2`: see module docs).
+    pub fn new(rows: usize, cols: usize) -> Self {
+        assert!(
+            rows >= 2 && cols >= 1,
+            "matmul engine needs rows >= 2, got {rows}x{cols}"
+        );
+        let chain = rows + cols + 1;
+        Self {
+            clock: Default::default(),
+            start: Default::default(),
+            busy: Default::default(),
+            done: Default::default(),
+            act: Default::default(),
+            tile_h: Default::default(),
+            tile_w: Default::default(),
+            groups: Default::default(),
+            kernel_h: Default::default(),
+            kernel_w: Default::default(),
+            stride: Default::default(),
+            origin_y: Default::default(),
+            origin_x: Default::default(),
+            out_h: Default::default(),
+            out_w: Default::default(),
+            wgt: Default::default(),
+            slice_begin: Default::default(),
+            slice_end: Default::default(),
+            acc: Default::default(),
+            accumulate: Default::default(),
+            act_signed: Default::default(),
+            act_addr: Default::default(),
+            act_rdata: many(rows),
+            wgt_addr: Default::default(),
+            wgt_rdata: many(cols),
+            acc_raddr: many(cols),
+            acc_rdata: many(cols),
+            acc_we: many(cols),
+            acc_waddr: many(cols),
+            acc_wdata: many(cols),
+            array_act_out: many(rows),
+            array_swap_out: many(rows),
+            array_wdata_out: many(cols),
+            array_wload_out: many(cols),
+            array: WsArray::new(rows, cols),
+            setup: MatmulSetup::new(rows),
+            busy_r: Default::default(),
+            w_on: Default::default(),
+            w_phase: Default::default(),
+            w_slice: Default::default(),
+            w_off: Default::default(),
+            w_now: Default::default(),
+            a_on: Default::default(),
+            a_phase: Default::default(),
+            a_slice: Default::default(),
+            sg: Default::default(),
+            skx: Default::default(),
+            siy: Default::default(),
+            six: Default::default(),
+            saddr: Default::default(),
+            ox: Default::default(),
+            ry: Default::default(),
+            rx: Default::default(),
+            rrow: Default::default(),
+            raddr: Default::default(),
+            a_iy: Default::default(),
+            a_ix: Default::default(),
+            a_pix: Default::default(),
+            wload_q: Default::default(),
+            pad_q: Default::default(),
+            swap_q: Default::default(),
+            c_valid: many(chain),
+            c_keep: many(chain),
+            c_last: many(chain),
+            c_addr: many(chain),
+            rows_last: Constant::new(((rows - 1) as u64).into()),
+            zero16: Constant::new(0u64.into()),
+            one16: Constant::new(1u64.into()),
+            zero18: Constant::new(0u64.into()),
+            one18: Constant::new(1u64.into()),
+            zero8: Constant::new(0u64.into()),
+            _rows: rows,
+            _cols: cols,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self._rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self._cols
+    }
+
+    /// Cycles from the `start` cycle through the `done` cycle, inclusive:
+    /// one more than the array's `matmul_cycles` (the weight RAM's read).
+    pub fn cycles(&self, slices: usize, pixels: usize) -> u64 {
+        matmul_cycles(self._rows, self._cols, slices, pixels) + 1
+    }
+}
+
+impl Logic for MatmulEngine {
+    // One long function: `#[hdl_gen]` cannot translate calls to helpers.
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, busy_r, w_on, w_phase, w_slice, w_off, a_on, a_phase, a_slice, sg, skx,
+            siy, six, saddr, ox, ry, rx, rrow, raddr, wload_q, pad_q, swap_q
+        );
+        self.array.clock.next = self.clock.val();
+        self.setup.act.next = self.act.val();
+        self.setup.tile_h.next = self.tile_h.val();
+        self.setup.tile_w.next = self.tile_w.val();
+        self.setup.groups.next = self.groups.val();
+        self.setup.kernel_h.next = self.kernel_h.val();
+        self.setup.kernel_w.next = self.kernel_w.val();
+        self.setup.stride.next = self.stride.val();
+        self.setup.origin_y.next = self.origin_y.val();
+        self.setup.origin_x.next = self.origin_x.val();
+        self.setup.out_h.next = self.out_h.val();
+        self.setup.out_w.next = self.out_w.val();
+        self.setup.slice_begin.next = self.slice_begin.val();
+        self.setup.slice_end.next = self.slice_end.val();
+
+        // Weight generator. Combinational from `start` so that word 0 is
+        // addressed in the start cycle (idle state = state of cycle 0).
+        self.w_now.next = self.w_on.q.val() | (self.start.val() & !self.busy_r.q.val());
+        self.wgt_addr.next = self.wgt.val() + self.w_off.q.val();
+        self.wload_q.d.next = self.w_now.val() & (self.w_phase.q.val() == self.zero16.val());
+        if self.w_now.val() {
+            self.w_on.d.next = true;
+            if self.w_phase.q.val() <= self.rows_last.val() {
+                self.w_off.d.next = self.w_off.q.val() + self.one16.val();
+            }
+            self.w_phase.d.next = self.w_phase.q.val() + self.one16.val();
+            if self.w_phase.q.val() == self.setup.period_last.val() {
+                self.w_phase.d.next = self.zero16.val();
+                self.w_slice.d.next = self.w_slice.q.val() + self.one16.val();
+                if self.w_slice.q.val() == self.setup.s_last.val() {
+                    self.w_on.d.next = false;
+                    self.w_slice.d.next = self.zero16.val();
+                    self.w_off.d.next = self.zero16.val();
+                }
+            }
+        }
+
+        // Activation generator: address, padding test, swap on pixel 0.
+        self.a_iy.next = self.siy.q.val() + self.ry.q.val();
+        self.a_ix.next = self.six.q.val() + self.rx.q.val();
+        self.a_pix.next = self.a_on.q.val() & (self.a_phase.q.val() <= self.setup.p_last.val());
+        self.act_addr.next = self.saddr.q.val() + self.raddr.q.val();
+        self.pad_q.d.next = !((self.a_iy.val() < self.setup.tile_h_c.val())
+            & (self.a_ix.val() < self.setup.tile_w_c.val()));
+        self.swap_q.d.next = self.a_pix.val() & (self.a_phase.q.val() == self.zero16.val());
+        if self.a_pix.val() {
+            if self.ox.q.val() == self.setup.ow_last.val() {
+                self.ox.d.next = self.zero16.val();
+                self.rx.d.next = self.zero18.val();
+                self.ry.d.next = self.ry.q.val() + self.setup.stride_c.val();
+                self.rrow.d.next = self.rrow.q.val() + self.setup.oy_step.val();
+                self.raddr.d.next = self.rrow.q.val() + self.setup.oy_step.val();
+            } else {
+                self.ox.d.next = self.ox.q.val() + self.one16.val();
+                self.rx.d.next = self.rx.q.val() + self.setup.stride_c.val();
+                self.raddr.d.next = self.raddr.q.val() + self.setup.ox_step.val();
+            }
+        }
+        if self.a_on.q.val() {
+            self.a_phase.d.next = self.a_phase.q.val() + self.one16.val();
+            if self.a_phase.q.val() == self.setup.period_last.val() {
+                // Next slice: pixel state restarts, (g, kx, ky) advance.
+                self.a_phase.d.next = self.zero16.val();
+                self.ox.d.next = self.zero16.val();
+                self.rx.d.next = self.zero18.val();
+                self.ry.d.next = self.zero18.val();
+                self.rrow.d.next = self.zero16.val();
+                self.raddr.d.next = self.zero16.val();
+                self.a_slice.d.next = self.a_slice.q.val() + self.one16.val();
+                self.sg.d.next = self.sg.q.val() + self.one16.val();
+                self.saddr.d.next = self.saddr.q.val() + self.one16.val();
+                if self.sg.q.val() == self.setup.g_last.val() {
+                    self.sg.d.next = self.zero16.val();
+                    self.skx.d.next = self.skx.q.val() + self.one16.val();
+                    self.six.d.next = self.six.q.val() + self.one18.val();
+                    if self.skx.q.val() == self.setup.kw_last.val() {
+                        self.skx.d.next = self.zero16.val();
+                        self.six.d.next = self.setup.ox_origin.val();
+                        self.siy.d.next = self.siy.q.val() + self.one18.val();
+                        self.saddr.d.next = self.saddr.q.val() + self.setup.row_jump.val();
+                    }
+                }
+                if self.a_slice.q.val() == self.setup.s_last.val() {
+                    self.a_on.d.next = false;
+                    self.a_slice.d.next = self.zero16.val();
+                }
+            }
+        }
+        // The activations start `rows` cycles after the weights (the first
+        // slice must be in the shadows before its first pixel).
+        if self.w_now.val()
+            & (self.w_slice.q.val() == self.zero16.val())
+            & (self.w_phase.q.val() == self.rows_last.val())
+        {
+            self.a_on.d.next = true;
+            self.sg.d.next = self.setup.g0.val();
+            self.skx.d.next = self.setup.kx0.val();
+            self.siy.d.next = self.setup.iy0.val();
+            self.six.d.next = self.setup.ix0.val();
+            self.saddr.d.next = self.setup.addr0.val();
+        }
+
+        // The array, fed from the RAM read ports and the latency stage.
+        for r in 0..self._rows {
+            self.array.act_in[r].next = self.act_rdata[r].val();
+            if self.pad_q.q.val() {
+                self.array.act_in[r].next = self.zero8.val();
+            }
+            self.array_act_out[r].next = self.array.act_out[r].val();
+            self.array_swap_out[r].next = self.array.swap_out[r].val();
+        }
+        self.array.act_signed.next = self.act_signed.val();
+        self.array.swap.next = self.swap_q.q.val();
+        self.array.wload.next = self.wload_q.q.val();
+        for c in 0..self._cols {
+            self.array.wdata_in[c].next = self.wgt_rdata[c].val();
+            self.array_wdata_out[c].next = self.array.wdata_out[c].val();
+            self.array_wload_out[c].next = self.array.wload_out[c].val();
+        }
+
+        // Accumulator chain: lane c reads at depth rows + c, writes at rows + c + 1.
+        for k in 0..self.c_valid.len() {
+            self.c_valid[k].clock.next = self.clock.val();
+            self.c_keep[k].clock.next = self.clock.val();
+            self.c_last[k].clock.next = self.clock.val();
+            self.c_addr[k].clock.next = self.clock.val();
+        }
+        self.c_valid[0].d.next = self.a_pix.val();
+        self.c_keep[0].d.next = self.accumulate.val() | (self.a_slice.q.val() != self.zero16.val());
+        self.c_last[0].d.next = self.a_pix.val()
+            & (self.a_slice.q.val() == self.setup.s_last.val())
+            & (self.a_phase.q.val() == self.setup.p_last.val());
+        self.c_addr[0].d.next = self.acc.val() + self.a_phase.q.val();
+        for k in 1..self.c_valid.len() {
+            self.c_valid[k].d.next = self.c_valid[k - 1].q.val();
+            self.c_keep[k].d.next = self.c_keep[k - 1].q.val();
+            self.c_last[k].d.next = self.c_last[k - 1].q.val();
+            self.c_addr[k].d.next = self.c_addr[k - 1].q.val();
+        }
+        for rr in self._rows..(self._rows + 1) {
+            for c in 0..self._cols {
+                self.acc_raddr[c].next = self.c_addr[rr + c].q.val();
+                self.acc_waddr[c].next = self.c_addr[rr + c + 1].q.val();
+                self.acc_we[c].next = self.c_valid[rr + c + 1].q.val();
+                self.acc_wdata[c].next = self.array.psum_out[c].val() + self.acc_rdata[c].val();
+                if !self.c_keep[rr + c + 1].q.val() {
+                    self.acc_wdata[c].next = self.array.psum_out[c].val();
+                }
+            }
+        }
+
+        // Done with the last lane's last write.
+        for d in (self._rows + self._cols)..(self._rows + self._cols + 1) {
+            self.done.next = self.c_valid[d].q.val() & self.c_last[d].q.val();
+        }
+        if self.start.val() & !self.busy_r.q.val() {
+            self.busy_r.d.next = true;
+        }
+        if self.done.val() {
+            self.busy_r.d.next = false;
+        }
+        self.busy.next = self.busy_r.q.val();
+    }
+}
+
+/// The engine's Verilog (top module `top`), as emitted by rust-hdl.
+pub fn matmul_engine_verilog(rows: usize, cols: usize) -> String {
+    let mut engine = MatmulEngine::new(rows, cols);
+    engine.connect_all();
+    generate_verilog(&engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws_array::tests::assert_lints_clean;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A `matmul` instruction's fields (docs/isa.md §4).
+    #[derive(Clone, Debug)]
+    struct Matmul {
+        act: usize,
+        tile_h: usize,
+        tile_w: usize,
+        groups: usize,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride: usize,
+        origin_y: i16,
+        origin_x: i16,
+        out_h: usize,
+        out_w: usize,
+        wgt: usize,
+        slice_begin: usize,
+        slice_end: usize,
+        acc: usize,
+        accumulate: bool,
+        act_signed: bool,
+    }
+
+    impl Matmul {
+        fn pixels(&self) -> usize {
+            self.out_h * self.out_w
+        }
+
+        fn slices(&self) -> usize {
+            self.slice_end - self.slice_begin
+        }
+    }
+
+    /// The three buffers: words of `rows` bytes, `cols` weights, `cols` i32.
+    #[derive(Clone)]
+    struct Buffers {
+        act: Vec<Vec<u8>>,
+        wgt: Vec<Vec<i8>>,
+        acc: Vec<Vec<i32>>,
+    }
+
+    /// docs/isa.md §4, mirroring `compiler::functional`'s matmul.
+    fn expected(m: &Matmul, b: &Buffers) -> Vec<Vec<i32>> {
+        let mut acc = b.acc.clone();
+        let rows = b.act[0].len();
+        for p in 0..m.pixels() {
+            let (oy, ox) = (p / m.out_w, p % m.out_w);
+            let sums = &mut acc[m.acc + p];
+            if !m.accumulate {
+                sums.iter_mut().for_each(|s| *s = 0);
+            }
+            for s in m.slice_begin..m.slice_end {
+                let (pos, g) = (s / m.groups, s % m.groups);
+                let iy = (oy * m.stride + pos / m.kernel_w) as isize + m.origin_y as isize;
+                let ix = (ox * m.stride + pos % m.kernel_w) as isize + m.origin_x as isize;
+                if iy < 0 || ix < 0 || iy >= m.tile_h as isize || ix >= m.tile_w as isize {
+                    continue;
+                }
+                let word = m.act + (iy as usize * m.tile_w + ix as usize) * m.groups + g;
+                for r in 0..rows {
+                    let byte = b.act[word][r];
+                    let x = if m.act_signed {
+                        byte as i8 as i32
+                    } else {
+                        byte as i32
+                    };
+                    let w = &b.wgt[m.wgt + (s - m.slice_begin) * rows + r];
+                    for (sum, &w) in sums.iter_mut().zip(w) {
+                        *sum = sum.wrapping_add(x * w as i32);
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// A random instruction with padding, strides, groups, and buffers
+    /// holding the extreme bytes (255, 128, 0) and weights (-128).
+    fn random_case(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> (Matmul, Buffers) {
+        let k = if rng.gen_bool(0.5) { 3 } else { 1 };
+        let (groups, stride) = (rng.gen_range(1..=2), rng.gen_range(1..=2));
+        let (tile_h, tile_w) = (rng.gen_range(1..=4), rng.gen_range(1..=4));
+        let pad = |rng: &mut ChaCha8Rng| if k == 3 { -rng.gen_range(0..=1) } else { 0 };
+        let total = k * k * groups;
+        let slice_begin = rng.gen_range(0..total);
+        let m = Matmul {
+            act: rng.gen_range(0..3),
+            tile_h,
+            tile_w,
+            groups,
+            kernel_h: k,
+            kernel_w: k,
+            stride,
+            origin_y: pad(rng),
+            origin_x: pad(rng),
+            out_h: rng.gen_range(1..=3),
+            out_w: rng.gen_range(1..=3),
+            wgt: rng.gen_range(0..3),
+            slice_begin,
+            slice_end: rng.gen_range(slice_begin + 1..=total),
+            acc: rng.gen_range(0..3),
+            accumulate: rng.gen(),
+            act_signed: rng.gen(),
+        };
+        let special = [255u8, 128, 0];
+        let act_words = m.act + tile_h * tile_w * groups;
+        let act = (0..act_words)
+            .map(|_| {
+                (0..rows)
+                    .map(|_| {
+                        if rng.gen_bool(0.3) {
+                            special[rng.gen_range(0..3)]
+                        } else {
+                            rng.gen()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let wgt = (0..m.wgt + m.slices() * rows)
+            .map(|_| {
+                (0..cols)
+                    .map(|_| if rng.gen_bool(0.2) { -128 } else { rng.gen() })
+                    .collect()
+            })
+            .collect();
+        let acc = (0..m.acc + m.pixels() + 2)
+            .map(|_| {
+                (0..cols)
+                    .map(|_| rng.gen_range(-100_000..100_000))
+                    .collect()
+            })
+            .collect();
+        (m, Buffers { act, wgt, acc })
+    }
+
+    fn set_fields(e: &mut MatmulEngine, m: &Matmul) {
+        let b16 = |v: usize| -> Bits<16> { (v as u64).into() };
+        let b8 = |v: usize| -> Bits<8> { (v as u64).into() };
+        e.act.next = b16(m.act);
+        e.tile_h.next = b16(m.tile_h);
+        e.tile_w.next = b16(m.tile_w);
+        e.groups.next = b16(m.groups);
+        e.kernel_h.next = b8(m.kernel_h);
+        e.kernel_w.next = b8(m.kernel_w);
+        e.stride.next = b8(m.stride);
+        e.origin_y.next = b16(m.origin_y as u16 as usize);
+        e.origin_x.next = b16(m.origin_x as u16 as usize);
+        e.out_h.next = b16(m.out_h);
+        e.out_w.next = b16(m.out_w);
+        e.wgt.next = b16(m.wgt);
+        e.slice_begin.next = b16(m.slice_begin);
+        e.slice_end.next = b16(m.slice_end);
+        e.acc.next = b16(m.acc);
+        e.accumulate.next = m.accumulate;
+        e.act_signed.next = m.act_signed;
+    }
+
+    /// What the RAMs return in the coming cycle (registered reads).
+    struct ReadData {
+        act: Vec<u8>,
+        wgt: Vec<i8>,
+        acc: Vec<i32>,
+    }
+
+    /// Word `addr` of `buf`, or (an address out of range while idle) word 0.
+    fn word<T: Clone>(buf: &[Vec<T>], addr: usize) -> Vec<T> {
+        buf.get(addr).unwrap_or(&buf[0]).clone()
+    }
+
+    /// Samples the RAM ports of the current cycle: the next cycle's read
+    /// data (read before write), then the accumulator writes.
+    fn ram_edge(e: &MatmulEngine, b: &mut Buffers) -> ReadData {
+        let acc = (0..e.cols())
+            .map(|c| word(&b.acc, e.acc_raddr[c].val().index())[c])
+            .collect();
+        let next = ReadData {
+            act: word(&b.act, e.act_addr.val().index()),
+            wgt: word(&b.wgt, e.wgt_addr.val().index()),
+            acc,
+        };
+        for c in 0..e.cols() {
+            if e.acc_we[c].val() {
+                let addr = e.acc_waddr[c].val().index();
+                assert!(
+                    addr < b.acc.len(),
+                    "accumulator write at {addr} out of range"
+                );
+                b.acc[addr][c] = e.acc_wdata[c]
+                    .val()
+                    .bigint()
+                    .try_into()
+                    .map(|v: i64| v as i32)
+                    .unwrap();
+            }
+        }
+        next
+    }
+
+    fn drive(e: &mut MatmulEngine, d: &ReadData) {
+        for (r, &byte) in d.act.iter().enumerate() {
+            e.act_rdata[r].next = (byte as u64).into();
+        }
+        for (c, &w) in d.wgt.iter().enumerate() {
+            e.wgt_rdata[c].next = (w as i64).into();
+        }
+        for (c, &a) in d.acc.iter().enumerate() {
+            e.acc_rdata[c].next = (a as i64).into();
+        }
+    }
+
+    /// Runs one instruction from `start` to `done`; returns the cycles taken
+    /// (start cycle through done cycle).
+    fn execute(e: &mut MatmulEngine, m: &Matmul, b: &mut Buffers) -> u64 {
+        set_fields(e, m);
+        let mut data = ReadData {
+            act: vec![0; e.rows()],
+            wgt: vec![0; e.cols()],
+            acc: vec![0; e.cols()],
+        };
+        for n in 0..10_000u64 {
+            e.start.next = n == 0;
+            drive(e, &data);
+            e.clock.next = Clock { clk: false };
+            assert!(simulate(e, 1000), "did not settle");
+            assert_eq!(e.busy.val(), n > 0, "busy in cycle {n}");
+            data = ram_edge(e, b);
+            let done = e.done.val();
+            e.clock.next = Clock { clk: true };
+            assert!(simulate(e, 1000), "did not settle after the edge");
+            if done {
+                return n + 1;
+            }
+        }
+        panic!("no done for {m:?}");
+    }
+
+    /// Random instructions back to back on one engine, each checked
+    /// against the definition and the cycle count.
+    fn random_instructions(rows: usize, cols: usize, count: usize, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut e = MatmulEngine::new(rows, cols);
+        e.connect_all();
+        for i in 0..count {
+            let (m, mut b) = random_case(&mut rng, rows, cols);
+            let want = expected(&m, &b);
+            let cycles = execute(&mut e, &m, &mut b);
+            assert_eq!(b.acc, want, "instruction {i}: {m:?}");
+            let model = matmul_cycles(rows, cols, m.slices(), m.pixels());
+            assert_eq!(
+                cycles,
+                model + 1,
+                "instruction {i}: cycles vs matmul_cycles {model}: {m:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn matmul_2x2_random_instructions() {
+        random_instructions(2, 2, 25, 1);
+    }
+
+    #[test]
+    fn matmul_3x2_random_instructions() {
+        random_instructions(3, 2, 25, 2);
+    }
+
+    #[test]
+    fn matmul_verilog_lints_clean() {
+        for (rows, cols) in [(2, 2), (3, 2)] {
+            assert_lints_clean(&matmul_engine_verilog(rows, cols));
+        }
+    }
+}
