@@ -16,6 +16,7 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod dma;
 pub mod matmul;
 pub mod memory;
 pub mod pe;
@@ -25,6 +26,7 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use dma::{dma_verilog, Dma, Packer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};

@@ -1,0 +1,822 @@
+//! The load/store engine ([`Dma`]): executes one `load` or `store` instruction
+//! (docs/isa.md §4; `compiler::functional`'s `load` / `store` are the
+//! definition): `rows` rows of `row_bytes` bytes, row `i` at external byte
+//! address `dram + i*dram_stride` and at buffer word `addr + i*buf_stride`
+//! (`W` bytes a word; each row starts at lane 0 of its first word and its
+//! bytes fill consecutive words, the last one possibly partly).
+//!
+//! # The accelerator's external-memory interface
+//!
+//! One request and one response channel, each a valid/ready handshake (a
+//! transfer happens at a rising edge where both are high; `valid` and the
+//! payload hold until then; `ready` never depends on `valid`):
+//!
+//! - request (`mem_req_*`, accelerator to memory): `addr` (32-bit byte
+//!   address, always a multiple of `bus_bytes`), `write`, `data[k]` and
+//!   `strobe[k]` (byte `k` of the beat is byte `addr + k` of memory; for a
+//!   write, only bytes with `strobe[k]` high are written). Writes are posted:
+//!   they have no response.
+//! - response (`mem_resp_*`, memory to accelerator): `data[k]`, one beat per
+//!   read request, in request order. The engine issues reads without waiting
+//!   for responses, so the memory must queue responses it cannot yet return
+//!   (at most one instruction's reads: `rows * (ceil(row_bytes / bus_bytes) + 1)`).
+//! - the memory handles requests in order (a read after a write sees it).
+//!
+//! Unaligned addresses: a row at `dram` is covered by the aligned beats from
+//! `dram & !(bus_bytes-1)` up to its last byte; reads fetch whole beats and
+//! drop the bytes outside the row, writes clear their strobes.
+//!
+//! # Command and buffer ports
+//!
+//! `start` (with the fields, sampled when `busy` is low) begins an
+//! instruction; `busy` is high from the next cycle until it has finished;
+//! `done` is high in its last busy cycle. A load writes through
+//! `buf_we`/`buf_waddr`/`buf_wdata`/`buf_wlanes` (byte enables), a store
+//! reads through `buf_raddr` / `buf_rdata`: the write and the registered read
+//! port of an [`SdpRam`](crate::SdpRam) of `W` byte lanes. `buf_raddr` is
+//! combinational (the address of the word wanted in the next cycle).
+//!
+//! # Datapath
+//!
+//! A byte queue of `C = bus_bytes + W - 1` slots (`slots`, `cnt` valid)
+//! packs the input items (load: response beats, store: buffer words) into
+//! output items (load: buffer words, store: request beats) through a
+//! [`Packer`]. Each cycle it may emit the first `O` slots (`O` = output item
+//! bytes; a row's last, partial item when its input is complete) and append
+//! one input item behind what remains. A store row starts `dram % bus_bytes`
+//! slots into the queue (its first beat's strobes are off below that); a load
+//! row's first beat skips its first `dram % bus_bytes` bytes. The queue only
+//! ever holds one row, so every row starts a fresh buffer word or beat.
+//!
+//! All control arithmetic is 32 bits wide (buffer addresses 16): rust-hdl
+//! emits integer literals as 32-bit constants, so 32-bit signals and
+//! `Constant` fields keep Verilator's WIDTH checks quiet.
+
+use rust_hdl::prelude::*;
+
+use crate::memory::ADDR_BITS;
+
+type B32 = Bits<32>;
+type Addr = Bits<ADDR_BITS>;
+
+/// `n` default signals (or other blocks).
+fn sig<T: Default>(n: usize) -> Vec<T> {
+    (0..n).map(|_| T::default()).collect()
+}
+
+/// Byte-queue update, combinational: `packed[s]` is `held[s + drop]` below
+/// `base` and `incoming[s - base + lo]` from `base` on (0 outside the inputs).
+/// Custom Verilog (two shifts) because rust-hdl cannot shift by a variable.
+#[derive(LogicBlock)]
+pub struct Packer {
+    pub held: Vec<Signal<In, Bits<8>>>,
+    pub incoming: Vec<Signal<In, Bits<8>>>,
+    /// Slots to shift out (the emitted item).
+    pub drop: Signal<In, B32>,
+    /// Where the first incoming byte lands.
+    pub base: Signal<In, B32>,
+    /// The first incoming lane taken.
+    pub lo: Signal<In, B32>,
+    pub packed: Vec<Signal<Out, Bits<8>>>,
+}
+
+impl Packer {
+    /// `slots` queue slots, `lanes <= slots` incoming lanes.
+    pub fn new(slots: usize, lanes: usize) -> Self {
+        assert!(1 <= lanes && lanes <= slots && slots < 64);
+        Self {
+            held: sig(slots),
+            incoming: sig(lanes),
+            drop: Default::default(),
+            base: Default::default(),
+            lo: Default::default(),
+            packed: sig(slots),
+        }
+    }
+
+    /// The Verilog body: byte vectors, one right shift per input, a mux per slot.
+    fn verilog(&self) -> String {
+        let (c, i) = (self.held.len(), self.incoming.len());
+        let cat = |name: &str, n: usize| {
+            let lanes: Vec<String> = (0..n).rev().map(|k| format!("{name}${k}")).collect();
+            lanes.join(", ")
+        };
+        let pad = if c > i {
+            format!("{}'d0, ", 8 * (c - i))
+        } else {
+            String::new()
+        };
+        let mut v = format!(
+            "wire [{w}:0] held_v = {{{}}};\n",
+            cat("held", c),
+            w = 8 * c - 1
+        );
+        v += &format!(
+            "wire [{}:0] in_v = {{{pad}{}}};\n",
+            8 * c - 1,
+            cat("incoming", i)
+        );
+        v += &format!(
+            "wire [{}:0] kept = held_v >> {{drop[5:0], 3'b000}};\n",
+            8 * c - 1
+        );
+        v += &format!(
+            "wire [{}:0] placed = (in_v >> {{lo[5:0], 3'b000}}) << {{base[5:0], 3'b000}};\n",
+            8 * c - 1
+        );
+        v += "wire unused_packer = ^{drop[31:6], lo[31:6], base[31:6]};\nalways @(*) begin\n";
+        for s in 0..c {
+            let r = format!("[{}:{}]", 8 * s + 7, 8 * s);
+            v += &format!("  packed${s} = (base > 32'd{s}) ? kept{r} : placed{r};\n");
+        }
+        v + "end\n"
+    }
+}
+
+impl Logic for Packer {
+    fn update(&mut self) {
+        let (base, drop, lo) = (
+            self.base.val().index(),
+            self.drop.val().index(),
+            self.lo.val().index(),
+        );
+        for s in 0..self.packed.len() {
+            let (from, k) = if s < base {
+                (&self.held, s + drop)
+            } else {
+                (&self.incoming, s - base + lo)
+            };
+            self.packed[s].next = from.get(k).map_or(0.into(), |x| x.val());
+        }
+    }
+
+    fn connect(&mut self) {
+        for p in self.packed.iter_mut() {
+            p.connect();
+        }
+    }
+
+    fn hdl(&self) -> Verilog {
+        Verilog::Custom(self.verilog())
+    }
+}
+
+/// The load/store engine; see the module documentation.
+#[derive(LogicBlock)]
+pub struct Dma {
+    pub clock: Signal<In, Clock>,
+    // Command.
+    pub start: Signal<In, Bit>,
+    pub is_store: Signal<In, Bit>,
+    pub cmd_addr: Signal<In, Addr>,
+    pub cmd_dram: Signal<In, B32>,
+    pub cmd_rows: Signal<In, B32>,
+    pub cmd_row_bytes: Signal<In, B32>,
+    pub cmd_dram_stride: Signal<In, B32>,
+    pub cmd_buf_stride: Signal<In, Addr>,
+    pub busy: Signal<Out, Bit>,
+    pub done: Signal<Out, Bit>,
+    // Buffer ports.
+    pub buf_we: Signal<Out, Bit>,
+    pub buf_waddr: Signal<Out, Addr>,
+    pub buf_wdata: Vec<Signal<Out, Bits<8>>>,
+    pub buf_wlanes: Vec<Signal<Out, Bit>>,
+    pub buf_raddr: Signal<Out, Addr>,
+    pub buf_rdata: Vec<Signal<In, Bits<8>>>,
+    // External memory.
+    pub mem_req_valid: Signal<Out, Bit>,
+    pub mem_req_ready: Signal<In, Bit>,
+    pub mem_req_addr: Signal<Out, B32>,
+    pub mem_req_write: Signal<Out, Bit>,
+    pub mem_req_data: Vec<Signal<Out, Bits<8>>>,
+    pub mem_req_strobe: Vec<Signal<Out, Bit>>,
+    pub mem_resp_valid: Signal<In, Bit>,
+    pub mem_resp_ready: Signal<Out, Bit>,
+    pub mem_resp_data: Vec<Signal<In, Bits<8>>>,
+    // Constants.
+    c_bus: Constant<B32>,
+    c_word: Constant<B32>,
+    c_low: Constant<B32>,
+    c_align: Constant<B32>,
+    c_zero: Constant<B32>,
+    c_one: Constant<B32>,
+    c_one16: Constant<Addr>,
+    c_zero8: Constant<Bits<8>>,
+    /// `c_lane[k] = k`, to compare counts with lane numbers.
+    c_lane: Vec<Constant<B32>>,
+    // Command registers.
+    busy_r: DFF<Bit>,
+    store: DFF<Bit>,
+    row_bytes: DFF<B32>,
+    dram_stride: DFF<B32>,
+    buf_stride: DFF<Addr>,
+    // Read-request generator (loads).
+    rq_rows_left: DFF<B32>,
+    rq_row: DFF<B32>,
+    rq_addr: DFF<B32>,
+    // Input side: the row whose bytes enter the queue.
+    in_rows_left: DFF<B32>,
+    in_row: DFF<B32>,
+    in_left: DFF<B32>,
+    in_first: DFF<Bit>,
+    in_row_word: DFF<Addr>,
+    in_word: DFF<Addr>,
+    rd_valid: DFF<Bit>,
+    // The byte queue.
+    slots: Vec<DFF<Bits<8>>>,
+    cnt: DFF<B32>,
+    tail: DFF<Bit>,
+    pad: DFF<B32>,
+    packer: Packer,
+    // Output side.
+    out_word: DFF<Addr>,
+    out_beat: DFF<B32>,
+    // Combinational temporaries.
+    o: Signal<Local, B32>,
+    emit_want: Signal<Local, Bit>,
+    emit: Signal<Local, Bit>,
+    flush: Signal<Local, Bit>,
+    base: Signal<Local, B32>,
+    lo: Signal<Local, B32>,
+    avail: Signal<Local, B32>,
+    count: Signal<Local, B32>,
+    row_last: Signal<Local, Bit>,
+    accept: Signal<Local, Bit>,
+    can_accept: Signal<Local, Bit>,
+    place_base: Signal<Local, B32>,
+    next_row_word: Signal<Local, Addr>,
+    rd_next: Signal<Local, Addr>,
+    rq_next_row: Signal<Local, B32>,
+    finish: Signal<Local, Bit>,
+    _bus: usize,
+    _word: usize,
+}
+
+impl Dma {
+    /// An engine for a bus of `bus_bytes` (a power of two, <= 32) and buffer
+    /// words of `word_bytes` (1..=32) bytes.
+    pub fn new(bus_bytes: usize, word_bytes: usize) -> Self {
+        assert!(
+            bus_bytes.is_power_of_two() && bus_bytes <= 32,
+            "bus_bytes: a power of two <= 32"
+        );
+        assert!((1..=32).contains(&word_bytes), "word_bytes: 1..=32");
+        let slots = bus_bytes + word_bytes - 1;
+        let c = |v: usize| Constant::new((v as u64).into());
+        Self {
+            clock: Default::default(),
+            start: Default::default(),
+            is_store: Default::default(),
+            cmd_addr: Default::default(),
+            cmd_dram: Default::default(),
+            cmd_rows: Default::default(),
+            cmd_row_bytes: Default::default(),
+            cmd_dram_stride: Default::default(),
+            cmd_buf_stride: Default::default(),
+            busy: Default::default(),
+            done: Default::default(),
+            buf_we: Default::default(),
+            buf_waddr: Default::default(),
+            buf_wdata: sig(word_bytes),
+            buf_wlanes: sig(word_bytes),
+            buf_raddr: Default::default(),
+            buf_rdata: sig(word_bytes),
+            mem_req_valid: Default::default(),
+            mem_req_ready: Default::default(),
+            mem_req_addr: Default::default(),
+            mem_req_write: Default::default(),
+            mem_req_data: sig(bus_bytes),
+            mem_req_strobe: sig(bus_bytes),
+            mem_resp_valid: Default::default(),
+            mem_resp_ready: Default::default(),
+            mem_resp_data: sig(bus_bytes),
+            c_bus: c(bus_bytes),
+            c_word: c(word_bytes),
+            c_low: c(bus_bytes - 1),
+            c_align: Constant::new(((!(bus_bytes as u64 - 1)) & 0xffff_ffff).into()),
+            c_zero: c(0),
+            c_one: c(1),
+            c_one16: Constant::new(1u64.into()),
+            c_zero8: Constant::new(0u64.into()),
+            c_lane: (0..bus_bytes.max(word_bytes)).map(c).collect(),
+            busy_r: Default::default(),
+            store: Default::default(),
+            row_bytes: Default::default(),
+            dram_stride: Default::default(),
+            buf_stride: Default::default(),
+            rq_rows_left: Default::default(),
+            rq_row: Default::default(),
+            rq_addr: Default::default(),
+            in_rows_left: Default::default(),
+            in_row: Default::default(),
+            in_left: Default::default(),
+            in_first: Default::default(),
+            in_row_word: Default::default(),
+            in_word: Default::default(),
+            rd_valid: Default::default(),
+            slots: (0..slots).map(|_| Default::default()).collect(),
+            cnt: Default::default(),
+            tail: Default::default(),
+            pad: Default::default(),
+            packer: Packer::new(slots, bus_bytes.max(word_bytes)),
+            out_word: Default::default(),
+            out_beat: Default::default(),
+            o: Default::default(),
+            emit_want: Default::default(),
+            emit: Default::default(),
+            flush: Default::default(),
+            base: Default::default(),
+            lo: Default::default(),
+            avail: Default::default(),
+            count: Default::default(),
+            row_last: Default::default(),
+            accept: Default::default(),
+            can_accept: Default::default(),
+            place_base: Default::default(),
+            next_row_word: Default::default(),
+            rd_next: Default::default(),
+            rq_next_row: Default::default(),
+            finish: Default::default(),
+            _bus: bus_bytes,
+            _word: word_bytes,
+        }
+    }
+
+    pub fn bus_bytes(&self) -> usize {
+        self._bus
+    }
+
+    pub fn word_bytes(&self) -> usize {
+        self._word
+    }
+}
+
+impl Logic for Dma {
+    #[hdl_gen]
+    fn update(&mut self) {
+        // Registers hold by default.
+        dff_setup!(
+            self,
+            clock,
+            busy_r,
+            store,
+            row_bytes,
+            dram_stride,
+            buf_stride,
+            rq_rows_left,
+            rq_row,
+            rq_addr,
+            in_rows_left,
+            in_row,
+            in_left,
+            in_first,
+            in_row_word,
+            in_word,
+            rd_valid,
+            cnt,
+            tail,
+            pad,
+            out_word,
+            out_beat
+        );
+        for s in 0..self.slots.len() {
+            self.slots[s].clock.next = self.clock.val();
+            self.packer.held[s].next = self.slots[s].q.val();
+            self.slots[s].d.next = self.packer.packed[s].val();
+        }
+        // Output side: emit the first `o` slots, or a row's complete tail.
+        self.o.next = self.c_word.val();
+        if self.store.q.val() {
+            self.o.next = self.c_bus.val();
+        }
+        self.emit_want.next = (self.cnt.q.val() >= self.o.val())
+            || (self.tail.q.val() && (self.cnt.q.val() != self.c_zero.val()));
+        self.emit.next = self.emit_want.val() && (!self.store.q.val() || self.mem_req_ready.val());
+        self.flush.next =
+            self.emit.val() && self.tail.q.val() && (self.cnt.q.val() <= self.o.val());
+        self.base.next = self.cnt.q.val();
+        self.packer.drop.next = self.c_zero.val();
+        if self.emit.val() {
+            self.base.next = self.cnt.q.val() - self.o.val();
+            self.packer.drop.next = self.o.val();
+        }
+        if self.flush.val() {
+            self.base.next = self.c_zero.val();
+        }
+        // Input side: this cycle's item (a response beat or a buffer word).
+        self.lo.next = self.c_zero.val();
+        if !self.store.q.val() && self.in_first.q.val() {
+            self.lo.next = self.in_row.q.val() & self.c_low.val();
+        }
+        self.avail.next = self.c_bus.val() - self.lo.val();
+        if self.store.q.val() {
+            self.avail.next = self.c_word.val();
+        }
+        self.count.next = self.avail.val();
+        if self.in_left.q.val() < self.avail.val() {
+            self.count.next = self.in_left.q.val();
+        }
+        self.row_last.next = self.count.val() == self.in_left.q.val();
+        self.can_accept.next = self.busy_r.q.val()
+            && (self.in_rows_left.q.val() != self.c_zero.val())
+            && (self.base.val() < self.o.val())
+            && (!self.tail.q.val() || self.flush.val());
+        self.accept.next = self.can_accept.val() && self.mem_resp_valid.val();
+        if self.store.q.val() {
+            self.accept.next = self.can_accept.val() && self.rd_valid.q.val();
+        }
+        self.mem_resp_ready.next = self.can_accept.val() && !self.store.q.val();
+        // Append the item; a store row starts at its byte offset in the beat.
+        self.place_base.next = self.base.val();
+        if self.store.q.val() && self.in_first.q.val() {
+            self.place_base.next = self.base.val() + (self.in_row.q.val() & self.c_low.val());
+        }
+        self.packer.base.next = self.place_base.val();
+        self.packer.lo.next = self.lo.val();
+        for k in 0..self.packer.incoming.len() {
+            self.packer.incoming[k].next = self.c_zero8.val();
+        }
+        for k in 0..self._bus {
+            if !self.store.q.val() {
+                self.packer.incoming[k].next = self.mem_resp_data[k].val();
+            }
+        }
+        for k in 0..self._word {
+            if self.store.q.val() {
+                self.packer.incoming[k].next = self.buf_rdata[k].val();
+            }
+        }
+        self.cnt.d.next = self.base.val();
+        if self.accept.val() {
+            self.cnt.d.next = self.place_base.val() + self.count.val();
+        }
+        // Queue flags.
+        if self.flush.val() {
+            self.tail.d.next = false;
+        }
+        if self.emit.val() {
+            self.pad.d.next = self.c_zero.val();
+            self.out_word.d.next = self.out_word.q.val() + self.c_one16.val();
+            self.out_beat.d.next = self.out_beat.q.val() + self.c_bus.val();
+        }
+        // Input bookkeeping, and the buffer word to read next (stores).
+        self.next_row_word.next = self.in_row_word.q.val() + self.buf_stride.q.val();
+        self.rd_next.next = self.in_word.q.val();
+        self.rd_valid.d.next = self.busy_r.q.val();
+        if self.accept.val() {
+            self.tail.d.next = self.row_last.val();
+            if self.in_first.q.val() {
+                self.out_word.d.next = self.in_row_word.q.val();
+                self.out_beat.d.next = self.in_row.q.val() & self.c_align.val();
+                self.pad.d.next = self.place_base.val();
+            }
+            if self.row_last.val() {
+                self.in_rows_left.d.next = self.in_rows_left.q.val() - self.c_one.val();
+                self.in_row.d.next = self.in_row.q.val() + self.dram_stride.q.val();
+                self.in_row_word.d.next = self.next_row_word.val();
+                self.in_left.d.next = self.row_bytes.q.val();
+                self.in_first.d.next = true;
+                self.rd_next.next = self.next_row_word.val();
+            } else {
+                self.in_left.d.next = self.in_left.q.val() - self.count.val();
+                self.in_first.d.next = false;
+                self.rd_next.next = self.in_word.q.val() + self.c_one16.val();
+            }
+        }
+        self.in_word.d.next = self.rd_next.val();
+        self.buf_raddr.next = self.rd_next.val();
+        // Buffer writes (loads) and write beats (stores) come from the queue head.
+        self.buf_we.next = self.emit.val() && !self.store.q.val();
+        self.buf_waddr.next = self.out_word.q.val();
+        for k in 0..self._word {
+            self.buf_wdata[k].next = self.slots[k].q.val();
+            self.buf_wlanes[k].next = self.cnt.q.val() > self.c_lane[k].val();
+        }
+        for k in 0..self._bus {
+            self.mem_req_data[k].next = self.slots[k].q.val();
+            self.mem_req_strobe[k].next = self.store.q.val()
+                && (self.cnt.q.val() > self.c_lane[k].val())
+                && (self.pad.q.val() <= self.c_lane[k].val());
+        }
+        // Requests: write beats (stores) or the read-request generator (loads).
+        self.mem_req_write.next = self.store.q.val();
+        self.mem_req_valid.next = self.emit_want.val();
+        self.mem_req_addr.next = self.out_beat.q.val();
+        self.rq_next_row.next = self.rq_row.q.val() + self.dram_stride.q.val();
+        if !self.store.q.val() {
+            self.mem_req_valid.next =
+                self.busy_r.q.val() && (self.rq_rows_left.q.val() != self.c_zero.val());
+            self.mem_req_addr.next = self.rq_addr.q.val();
+            if self.mem_req_valid.val() && self.mem_req_ready.val() {
+                if (self.rq_addr.q.val() + self.c_bus.val())
+                    < (self.rq_row.q.val() + self.row_bytes.q.val())
+                {
+                    self.rq_addr.d.next = self.rq_addr.q.val() + self.c_bus.val();
+                } else {
+                    self.rq_rows_left.d.next = self.rq_rows_left.q.val() - self.c_one.val();
+                    self.rq_row.d.next = self.rq_next_row.val();
+                    self.rq_addr.d.next = self.rq_next_row.val() & self.c_align.val();
+                }
+            }
+        }
+        // Finish once every row has entered the queue and the queue is empty.
+        self.finish.next = self.busy_r.q.val()
+            && (self.in_rows_left.q.val() == self.c_zero.val())
+            && ((self.cnt.q.val() == self.c_zero.val()) || self.flush.val());
+        self.done.next = self.finish.val();
+        if self.finish.val() {
+            self.busy_r.d.next = false;
+        }
+        self.busy.next = self.busy_r.q.val();
+        // A new command (ignored while busy); zero-byte rows move nothing.
+        if self.start.val() && !self.busy_r.q.val() {
+            self.busy_r.d.next = true;
+            self.store.d.next = self.is_store.val();
+            self.row_bytes.d.next = self.cmd_row_bytes.val();
+            self.dram_stride.d.next = self.cmd_dram_stride.val();
+            self.buf_stride.d.next = self.cmd_buf_stride.val();
+            self.rq_rows_left.d.next = self.cmd_rows.val();
+            self.in_rows_left.d.next = self.cmd_rows.val();
+            if self.cmd_row_bytes.val() == self.c_zero.val() {
+                self.rq_rows_left.d.next = self.c_zero.val();
+                self.in_rows_left.d.next = self.c_zero.val();
+            }
+            self.rq_row.d.next = self.cmd_dram.val();
+            self.rq_addr.d.next = self.cmd_dram.val() & self.c_align.val();
+            self.in_row.d.next = self.cmd_dram.val();
+            self.in_left.d.next = self.cmd_row_bytes.val();
+            self.in_first.d.next = true;
+            self.in_row_word.d.next = self.cmd_addr.val();
+            self.in_word.d.next = self.cmd_addr.val();
+            self.rd_valid.d.next = false;
+            self.cnt.d.next = self.c_zero.val();
+            self.tail.d.next = false;
+            self.pad.d.next = self.c_zero.val();
+        }
+    }
+}
+
+/// A `Dma` as a standalone top module, for linting.
+pub fn dma_verilog(bus_bytes: usize, word_bytes: usize) -> String {
+    let mut uut = Dma::new(bus_bytes, word_bytes);
+    uut.connect_all();
+    generate_verilog(&uut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SdpRam;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::VecDeque;
+
+    /// A `Dma` wired to an `SdpRam` buffer of its word size; the test drives
+    /// the command and external-memory ports of `dma` directly.
+    #[derive(LogicBlock)]
+    struct Bench {
+        clock: Signal<In, Clock>,
+        dma: Dma,
+        ram: SdpRam<Bits<8>>,
+    }
+
+    impl Bench {
+        fn new(bus_bytes: usize, word_bytes: usize, depth: usize) -> Self {
+            let mut bench = Self {
+                clock: Default::default(),
+                dma: Dma::new(bus_bytes, word_bytes),
+                ram: SdpRam::new(word_bytes, depth),
+            };
+            bench.connect_all();
+            bench
+        }
+    }
+
+    impl Logic for Bench {
+        #[hdl_gen]
+        fn update(&mut self) {
+            self.dma.clock.next = self.clock.val();
+            self.ram.clock.next = self.clock.val();
+            self.ram.write_enable.next = self.dma.buf_we.val();
+            self.ram.write_address.next = self.dma.buf_waddr.val();
+            self.ram.read_address.next = self.dma.buf_raddr.val();
+            for k in 0..self.dma._word {
+                self.ram.write_data[k].next = self.dma.buf_wdata[k].val();
+                self.ram.write_lanes[k].next = self.dma.buf_wlanes[k].val();
+                self.dma.buf_rdata[k].next = self.ram.read_data[k].val();
+            }
+        }
+    }
+
+    /// External memory: `bytes`, a read response `latency` cycles after its
+    /// request (>= 1), at most one response beat per cycle, posted writes.
+    struct ExtMem {
+        bytes: Vec<u8>,
+        latency: usize,
+        /// (first cycle the beat may be returned, the beat)
+        queue: VecDeque<(usize, Vec<u8>)>,
+    }
+
+    impl ExtMem {
+        /// Drive the memory's outputs for cycle `t`.
+        fn drive(&self, dma: &mut Dma, t: usize) {
+            dma.mem_req_ready.next = true;
+            let head = self.queue.front().filter(|(at, _)| *at <= t);
+            dma.mem_resp_valid.next = head.is_some();
+            if let Some((_, beat)) = head {
+                for (k, &b) in beat.iter().enumerate() {
+                    dma.mem_resp_data[k].next = (b as u64).into();
+                }
+            }
+        }
+
+        /// The handshakes of cycle `t` (at its closing edge).
+        fn observe(&mut self, dma: &Dma, t: usize) {
+            let bus = dma.bus_bytes();
+            if dma.mem_resp_valid.val() && dma.mem_resp_ready.val() {
+                self.queue.pop_front();
+            }
+            if !(dma.mem_req_valid.val() && dma.mem_req_ready.val()) {
+                return;
+            }
+            let addr = dma.mem_req_addr.val().index();
+            assert_eq!(addr % bus, 0, "unaligned beat address {addr:#x}");
+            if dma.mem_req_write.val() {
+                for k in (0..bus).filter(|&k| dma.mem_req_strobe[k].val()) {
+                    self.bytes[addr + k] = dma.mem_req_data[k].val().index() as u8;
+                }
+            } else {
+                let beat = (addr..addr + bus).map(|a| self.bytes.get(a).copied().unwrap_or(0));
+                self.queue.push_back((t + self.latency, beat.collect()));
+            }
+        }
+    }
+
+    /// One `load` (`store: false`) or `store` instruction's fields.
+    #[derive(Clone, Copy, Debug)]
+    struct Xfer {
+        store: bool,
+        addr: usize,
+        dram: usize,
+        rows: usize,
+        row_bytes: usize,
+        dram_stride: usize,
+        buf_stride: usize,
+    }
+
+    /// compiler::functional's `load` / `store`, transcribed (its buffers are
+    /// private): row `i` between `dram + i*dram_stride` and buffer byte
+    /// `(addr + i*buf_stride) * W`.
+    fn reference(x: &Xfer, mem: &mut [u8], buf: &mut [u8], word: usize) {
+        for i in 0..x.rows {
+            let d = x.dram + i * x.dram_stride;
+            let b = (x.addr + i * x.buf_stride) * word;
+            let n = x.row_bytes;
+            if x.store {
+                mem[d..d + n].copy_from_slice(&buf[b..b + n]);
+            } else {
+                buf[b..b + n].copy_from_slice(&mem[d..d + n]);
+            }
+        }
+    }
+
+    /// Cycle `t`: memory outputs, settle with the clock low, handshakes, edge.
+    fn cycle(bench: &mut Bench, mem: &mut ExtMem, t: usize) {
+        mem.drive(&mut bench.dma, t);
+        bench.clock.next = Clock { clk: false };
+        assert!(simulate(bench, 200), "did not settle with the clock low");
+        mem.observe(&bench.dma, t);
+        bench.clock.next = Clock { clk: true };
+        assert!(simulate(bench, 200), "did not settle after the edge");
+    }
+
+    /// Runs `x` from an idle engine; returns the cycles it occupied the unit
+    /// (the start cycle through the last busy cycle).
+    fn execute(bench: &mut Bench, mem: &mut ExtMem, x: &Xfer) -> usize {
+        let d = &mut bench.dma;
+        d.start.next = true;
+        d.is_store.next = x.store;
+        d.cmd_addr.next = (x.addr as u64).into();
+        d.cmd_dram.next = (x.dram as u64).into();
+        d.cmd_rows.next = (x.rows as u64).into();
+        d.cmd_row_bytes.next = (x.row_bytes as u64).into();
+        d.cmd_dram_stride.next = (x.dram_stride as u64).into();
+        d.cmd_buf_stride.next = (x.buf_stride as u64).into();
+        for t in 0..100_000 {
+            cycle(bench, mem, t);
+            bench.dma.start.next = false;
+            if !bench.dma.busy.val() {
+                assert!(mem.queue.is_empty(), "responses left over: {x:?}");
+                return t + 1;
+            }
+        }
+        panic!("{x:?} did not finish");
+    }
+
+    /// A random instruction within a `mem_len`-byte memory and a buffer of
+    /// `depth` words of `word` bytes: unaligned, odd lengths, any strides.
+    fn random_xfer(rng: &mut ChaCha8Rng, mem_len: usize, depth: usize, word: usize) -> Xfer {
+        let rows = rng.gen_range(1..=4);
+        let row_bytes = rng.gen_range(1..=3 * word + 5);
+        let buf_stride = rng.gen_range(0..=(row_bytes.div_ceil(word) + 1));
+        let dram_stride = rng.gen_range(0..=row_bytes + 9);
+        let (buf_span, mem_span) = (
+            (rows - 1) * buf_stride,
+            (rows - 1) * dram_stride + row_bytes,
+        );
+        Xfer {
+            store: rng.gen(),
+            addr: rng.gen_range(0..depth - buf_span - row_bytes.div_ceil(word) + 1),
+            dram: rng.gen_range(0..=mem_len - mem_span),
+            rows,
+            row_bytes,
+            dram_stride,
+            buf_stride,
+        }
+    }
+
+    /// Random loads and stores, back to back, against `reference`, comparing
+    /// every byte of the memory and of the buffer after each.
+    fn random_transfers(bus: usize, word: usize, latency: usize, count: usize, seed: u64) {
+        let (depth, mem_len) = (24, 160);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut bench = Bench::new(bus, word, depth);
+        let mut buf: Vec<u8> = (0..depth * word).map(|_| rng.gen()).collect();
+        for (i, &b) in buf.iter().enumerate() {
+            bench.ram.poke(i / word, i % word, (b as u64).into());
+        }
+        let bytes = (0..mem_len).map(|_| rng.gen()).collect();
+        let mut mem = ExtMem {
+            bytes,
+            latency,
+            queue: VecDeque::new(),
+        };
+        let mut expect = mem.bytes.clone();
+        for _ in 0..count {
+            let x = random_xfer(&mut rng, mem_len, depth, word);
+            execute(&mut bench, &mut mem, &x);
+            reference(&x, &mut expect, &mut buf, word);
+            assert_eq!(mem.bytes, expect, "memory after {x:?}");
+            let got: Vec<u8> = (0..depth * word)
+                .map(|i| bench.ram.peek(i / word, i % word).index() as u8)
+                .collect();
+            assert_eq!(got, buf, "buffer after {x:?}");
+        }
+    }
+
+    #[test]
+    fn random_transfers_bus_1() {
+        random_transfers(1, 3, 2, 25, 1);
+    }
+
+    #[test]
+    fn random_transfers_bus_4() {
+        random_transfers(4, 3, 3, 25, 2);
+        random_transfers(4, 4, 1, 25, 3);
+    }
+
+    #[test]
+    fn random_transfers_bus_8() {
+        random_transfers(8, 8, 5, 25, 4);
+        random_transfers(8, 2, 1, 20, 5);
+    }
+
+    fn lint(verilog: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("top.v");
+        std::fs::write(&path, verilog).unwrap();
+        let out = match std::process::Command::new("verilator")
+            .args([
+                "--lint-only",
+                "-Wall",
+                "-Wno-DECLFILENAME",
+                "--top-module",
+                "top",
+            ])
+            .arg(&path)
+            .output()
+        {
+            Ok(o) => o,
+            Err(_) => return println!("SKIPPED: verilator not found"),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("%Warning"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn verilog_has_the_packer() {
+        let v = dma_verilog(4, 3);
+        std::fs::write(std::env::temp_dir().join("dma_4_3.v"), &v).unwrap();
+        assert!(v.contains("placed = (in_v >> {lo[5:0], 3'b000})"), "{v}");
+    }
+
+    #[test]
+    fn verilog_lints_clean() {
+        for (bus, word) in [(1, 3), (4, 4), (8, 2), (8, 8)] {
+            lint(&dma_verilog(bus, word));
+        }
+    }
+}
