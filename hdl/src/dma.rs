@@ -556,6 +556,97 @@ impl Logic for Dma {
     }
 }
 
+/// One `load` or `store` instruction's fields (docs/isa.md §4), for
+/// [`dma_cycles`] and the tests.
+#[derive(Clone, Copy, Debug)]
+pub struct Xfer {
+    pub store: bool,
+    /// Buffer word of row 0.
+    pub addr: usize,
+    /// External byte address of row 0.
+    pub dram: usize,
+    pub rows: usize,
+    pub row_bytes: usize,
+    pub dram_stride: usize,
+    pub buf_stride: usize,
+}
+
+/// The input items of `x` in order: (bytes, the row's byte offset in the
+/// beat if the item starts a row, last item of its row). Loads take beats,
+/// stores buffer words.
+fn items(x: &Xfer, bus_bytes: usize, word_bytes: usize) -> Vec<(usize, Option<usize>, bool)> {
+    let mut items = vec![];
+    for i in 0..x.rows {
+        let offset = (x.dram + i * x.dram_stride) % bus_bytes;
+        let mut left = x.row_bytes;
+        while left > 0 {
+            let first = left == x.row_bytes;
+            let room = match (x.store, first) {
+                (true, _) => word_bytes,
+                (false, true) => bus_bytes - offset,
+                (false, false) => bus_bytes,
+            };
+            let count = room.min(left);
+            left -= count;
+            items.push((count, first.then_some(offset), left == 0));
+        }
+    }
+    items
+}
+
+/// Cycles a [`Dma`] occupies its unit for `x` (the `start` cycle through the
+/// last busy cycle), with a memory that takes a request every cycle and
+/// returns a read `mem_latency` cycles after its request (the tests' model):
+/// the engine's control replayed on byte counts only. The tests check it
+/// against the engine for every instruction they run.
+///
+/// In closed form: row `i` has `beats_i = ceil((dram_i % bus_bytes +
+/// row_bytes) / bus_bytes)` beats (one more than `ceil(row_bytes /
+/// bus_bytes)` when the unaligned row straddles one more beat boundary) and
+/// `words = ceil(row_bytes / word_bytes)` buffer words; the buffer port moves
+/// one word a cycle and the bus one beat. A load takes `mem_latency + 2 +
+/// sum_i (max(beats_i, words) + b_i)`, a store `3 + sum_i (max(beats_i,
+/// words) + b_i)`, `b_i` in {0, 1}: 1 when the row's last input item leaves
+/// more than one output item to emit (the queue holds one row, so the next
+/// row waits a cycle). Writes are posted: a store never waits for the
+/// memory latency. Nothing to move (`rows * row_bytes == 0`): 2 cycles.
+pub fn dma_cycles(x: &Xfer, bus_bytes: usize, word_bytes: usize, mem_latency: usize) -> usize {
+    if x.rows * x.row_bytes == 0 {
+        return 2;
+    }
+    let items = items(x, bus_bytes, word_bytes);
+    let out = if x.store { bus_bytes } else { word_bytes };
+    let (mut cnt, mut tail, mut next) = (0, false, 0);
+    for t in 1.. {
+        let emit = cnt >= out || (tail && cnt > 0);
+        let flush = emit && tail && cnt <= out;
+        if next == items.len() && (cnt == 0 || flush) {
+            return t + 1;
+        }
+        let base = if flush {
+            0
+        } else if emit {
+            cnt - out
+        } else {
+            cnt
+        };
+        // Loads: beat j is requested in cycle 1 + j; stores: words from cycle 2.
+        let arrived = if x.store {
+            t >= 2
+        } else {
+            t >= 1 + mem_latency + next
+        };
+        cnt = base;
+        tail &= !flush;
+        if next < items.len() && base < out && (!tail || flush) && arrived {
+            let (count, first, last) = items[next];
+            let pad = if x.store { first.unwrap_or(0) } else { 0 };
+            (cnt, tail, next) = (base + pad + count, last, next + 1);
+        }
+    }
+    unreachable!()
+}
+
 /// A `Dma` as a standalone top module, for linting.
 pub fn dma_verilog(bus_bytes: usize, word_bytes: usize) -> String {
     let mut uut = Dma::new(bus_bytes, word_bytes);
@@ -615,12 +706,14 @@ mod tests {
         latency: usize,
         /// (first cycle the beat may be returned, the beat)
         queue: VecDeque<(usize, Vec<u8>)>,
+        /// Refuse requests at random (`req_ready` low) when set.
+        stalls: Option<ChaCha8Rng>,
     }
 
     impl ExtMem {
         /// Drive the memory's outputs for cycle `t`.
-        fn drive(&self, dma: &mut Dma, t: usize) {
-            dma.mem_req_ready.next = true;
+        fn drive(&mut self, dma: &mut Dma, t: usize) {
+            dma.mem_req_ready.next = self.stalls.as_mut().map_or(true, |r| r.gen_bool(0.7));
             let head = self.queue.front().filter(|(at, _)| *at <= t);
             dma.mem_resp_valid.next = head.is_some();
             if let Some((_, beat)) = head {
@@ -650,18 +743,6 @@ mod tests {
                 self.queue.push_back((t + self.latency, beat.collect()));
             }
         }
-    }
-
-    /// One `load` (`store: false`) or `store` instruction's fields.
-    #[derive(Clone, Copy, Debug)]
-    struct Xfer {
-        store: bool,
-        addr: usize,
-        dram: usize,
-        rows: usize,
-        row_bytes: usize,
-        dram_stride: usize,
-        buf_stride: usize,
     }
 
     /// compiler::functional's `load` / `store`, transcribed (its buffers are
@@ -735,10 +816,24 @@ mod tests {
         }
     }
 
+    /// Checks the cycles of `x` against [`dma_cycles`] and its closed form.
+    fn check_cycles(x: &Xfer, cycles: usize, bus: usize, word: usize, latency: usize) {
+        assert_eq!(cycles, dma_cycles(x, bus, word, latency), "cycles of {x:?}");
+        let words = x.row_bytes.div_ceil(word);
+        let beats = |i: usize| ((x.dram + i * x.dram_stride) % bus + x.row_bytes).div_ceil(bus);
+        let rows: usize = (0..x.rows).map(|i| beats(i).max(words)).sum();
+        let fixed = if x.store { 3 } else { latency + 2 };
+        assert!(
+            (fixed + rows..=fixed + rows + x.rows).contains(&cycles),
+            "{x:?}"
+        );
+    }
+
     /// Random loads and stores, back to back, against `reference`, comparing
-    /// every byte of the memory and of the buffer after each.
-    fn random_transfers(bus: usize, word: usize, latency: usize, count: usize, seed: u64) {
-        let (depth, mem_len) = (24, 160);
+    /// every byte of the memory and of the buffer after each, and (without
+    /// `stalls`) the cycles against `dma_cycles`.
+    fn random_transfers(bus: usize, word: usize, latency: usize, stalls: bool, seed: u64) {
+        let (depth, mem_len, count) = (24, 160, 25);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut bench = Bench::new(bus, word, depth);
         let mut buf: Vec<u8> = (0..depth * word).map(|_| rng.gen()).collect();
@@ -746,39 +841,108 @@ mod tests {
             bench.ram.poke(i / word, i % word, (b as u64).into());
         }
         let bytes = (0..mem_len).map(|_| rng.gen()).collect();
+        let stalls = stalls.then(|| ChaCha8Rng::seed_from_u64(!seed));
         let mut mem = ExtMem {
             bytes,
             latency,
             queue: VecDeque::new(),
+            stalls,
         };
         let mut expect = mem.bytes.clone();
         for _ in 0..count {
             let x = random_xfer(&mut rng, mem_len, depth, word);
-            execute(&mut bench, &mut mem, &x);
+            let cycles = execute(&mut bench, &mut mem, &x);
             reference(&x, &mut expect, &mut buf, word);
             assert_eq!(mem.bytes, expect, "memory after {x:?}");
             let got: Vec<u8> = (0..depth * word)
                 .map(|i| bench.ram.peek(i / word, i % word).index() as u8)
                 .collect();
             assert_eq!(got, buf, "buffer after {x:?}");
+            if mem.stalls.is_none() {
+                check_cycles(&x, cycles, bus, word, latency);
+            }
         }
     }
 
     #[test]
     fn random_transfers_bus_1() {
-        random_transfers(1, 3, 2, 25, 1);
+        random_transfers(1, 3, 2, false, 1);
+        random_transfers(1, 1, 1, true, 11);
     }
 
     #[test]
     fn random_transfers_bus_4() {
-        random_transfers(4, 3, 3, 25, 2);
-        random_transfers(4, 4, 1, 25, 3);
+        random_transfers(4, 3, 3, false, 2);
+        random_transfers(4, 4, 1, false, 3);
+        random_transfers(4, 5, 2, true, 13);
     }
 
     #[test]
     fn random_transfers_bus_8() {
-        random_transfers(8, 8, 5, 25, 4);
-        random_transfers(8, 2, 1, 20, 5);
+        random_transfers(8, 8, 5, false, 4);
+        random_transfers(8, 2, 1, false, 5);
+        random_transfers(8, 12, 4, true, 14);
+    }
+
+    /// `rows == 0` or `row_bytes == 0` moves nothing and takes 2 cycles.
+    #[test]
+    fn empty_transfers_finish_at_once() {
+        let mut bench = Bench::new(4, 4, 8);
+        let mut mem = ExtMem {
+            bytes: vec![7; 64],
+            latency: 3,
+            queue: VecDeque::new(),
+            stalls: None,
+        };
+        for (rows, row_bytes, store) in [(0, 5, false), (3, 0, true), (0, 0, true)] {
+            let x = Xfer {
+                store,
+                addr: 1,
+                dram: 3,
+                rows,
+                row_bytes,
+                dram_stride: 4,
+                buf_stride: 1,
+            };
+            assert_eq!(execute(&mut bench, &mut mem, &x), 2);
+            assert_eq!(dma_cycles(&x, 4, 4, 3), 2);
+        }
+        assert_eq!(mem.bytes, vec![7; 64]);
+        assert!((0..8).all(|a| (0..4).all(|k| bench.ram.peek(a, k).index() == 0)));
+    }
+
+    /// The numbers of the report: docs/isa.md §5 says `mem_latency + rows *
+    /// ceil(row_bytes / bus_bytes)`; the engine adds 2 (load) or 3 - L
+    /// (store) and one beat per unaligned row that straddles one more beat.
+    #[test]
+    fn cycles_against_the_isa_formula() {
+        let (bus, word, latency) = (8, 8, 4);
+        for (dram, row_bytes, rows, dram_stride) in
+            [(0, 16, 2, 16), (3, 16, 2, 16), (5, 5, 3, 9), (0, 64, 1, 0)]
+        {
+            for store in [false, true] {
+                let x = Xfer {
+                    store,
+                    addr: 0,
+                    dram,
+                    rows,
+                    row_bytes,
+                    dram_stride,
+                    buf_stride: 2,
+                };
+                let mut bench = Bench::new(bus, word, 64);
+                let mut mem = ExtMem {
+                    bytes: vec![0; 256],
+                    latency,
+                    queue: VecDeque::new(),
+                    stalls: None,
+                };
+                let cycles = execute(&mut bench, &mut mem, &x);
+                let isa = latency + rows * row_bytes.div_ceil(bus);
+                println!("{x:?}: {cycles} cycles, isa.md {isa}");
+                assert_eq!(cycles, dma_cycles(&x, bus, word, latency));
+            }
+        }
     }
 
     fn lint(verilog: &str) {
