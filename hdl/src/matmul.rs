@@ -15,8 +15,11 @@
 //!   `acc_we[c]`, `acc_waddr[c]`, `acc_wdata[c]`), because the array's
 //!   column `c` delivers its sums `c` cycles after column 0: each lane does
 //!   its read-modify-write on its own schedule, so no deskew buffer and no
-//!   extra cycles are needed. (`cols` one-lane `SdpRam`s.) A lane never reads
-//!   and writes one word in the same cycle (needs `rows >= 2`, asserted).
+//!   extra cycles are needed. (`cols` one-lane `SdpRam`s.) With `rows >= 2`
+//!   a lane never reads and writes one word in the same cycle (slice `s+1`
+//!   reads pixel `p` `period - 1 >= 1` cycles after slice `s` wrote it). A
+//!   1-row array with 1-pixel slices would (period 1), so for `rows == 1`
+//!   only, each lane forwards its write to the next cycle's read.
 //!
 //! # Control
 //!
@@ -414,6 +417,11 @@ pub struct MatmulEngine {
     c_keep: Vec<DFF<Bit>>,
     c_last: Vec<DFF<Bit>>,
     c_addr: Vec<DFF<Bits<ADDR>>>,
+    // Per lane, the old accumulator: the RAM word, or (rows == 1 only: the
+    // vectors are empty otherwise) last cycle's write to the same word.
+    acc_old: Vec<Signal<Local, Signed<PSUM_BITS>>>,
+    fwd_valid: Vec<DFF<Bit>>,
+    fwd_data: Vec<DFF<Signed<PSUM_BITS>>>,
     rows_last: Constant<Bits<16>>,
     zero16: Constant<Bits<16>>,
     one16: Constant<Bits<16>>,
@@ -429,12 +437,9 @@ fn many<T: Default>(n: usize) -> Vec<T> {
 }
 
 impl MatmulEngine {
-    /// An engine for a `rows x cols` array (`rows >= 2`: see module docs).
+    /// An engine for a `rows x cols` array.
     pub fn new(rows: usize, cols: usize) -> Self {
-        assert!(
-            rows >= 2 && cols >= 1,
-            "matmul engine needs rows >= 2, got {rows}x{cols}"
-        );
+        assert!(rows >= 1 && cols >= 1, "empty {rows}x{cols} matmul engine");
         let chain = rows + cols + 1;
         Self {
             clock: Default::default(),
@@ -502,6 +507,9 @@ impl MatmulEngine {
             c_keep: many(chain),
             c_last: many(chain),
             c_addr: many(chain),
+            acc_old: many(cols),
+            fwd_valid: many(if rows == 1 { cols } else { 0 }),
+            fwd_data: many(if rows == 1 { cols } else { 0 }),
             rows_last: Constant::new(((rows - 1) as u64).into()),
             zero16: Constant::new(0u64.into()),
             one16: Constant::new(1u64.into()),
@@ -675,16 +683,35 @@ impl Logic for MatmulEngine {
             self.c_last[k].d.next = self.c_last[k - 1].q.val();
             self.c_addr[k].d.next = self.c_addr[k - 1].q.val();
         }
+        for c in 0..self._cols {
+            self.acc_old[c].next = self.acc_rdata[c].val();
+        }
+        // Loops over empty vectors emit nothing: this is the rows == 1 bypass.
+        for c in 0..self.fwd_valid.len() {
+            self.fwd_valid[c].clock.next = self.clock.val();
+            self.fwd_data[c].clock.next = self.clock.val();
+            if self.fwd_valid[c].q.val() {
+                self.acc_old[c].next = self.fwd_data[c].q.val();
+            }
+        }
         for rr in self._rows..(self._rows + 1) {
             for c in 0..self._cols {
                 self.acc_raddr[c].next = self.c_addr[rr + c].q.val();
                 self.acc_waddr[c].next = self.c_addr[rr + c + 1].q.val();
                 self.acc_we[c].next = self.c_valid[rr + c + 1].q.val();
-                self.acc_wdata[c].next = self.array.psum_out[c].val() + self.acc_rdata[c].val();
+                self.acc_wdata[c].next = self.array.psum_out[c].val() + self.acc_old[c].val();
                 if !self.c_keep[rr + c + 1].q.val() {
                     self.acc_wdata[c].next = self.array.psum_out[c].val();
                 }
             }
+        }
+
+        // After the ports are assigned (reading them earlier in this block
+        // would be a combinational loop to Verilator).
+        for c in 0..self.fwd_valid.len() {
+            self.fwd_valid[c].d.next =
+                self.acc_we[c].val() & (self.acc_waddr[c].val() == self.acc_raddr[c].val());
+            self.fwd_data[c].d.next = self.acc_wdata[c].val();
         }
 
         // Done with the last lane's last write.
@@ -884,11 +911,22 @@ mod tests {
         buf.get(addr).unwrap_or(&buf[0]).clone()
     }
 
+    /// What a lane reads when it reads the word it writes in the same cycle:
+    /// undefined in `no_rw_check` block RAM (`memory::SdpRam`), so poison.
+    const COLLISION: i32 = 0x5555_5555;
+
     /// Samples the RAM ports of the current cycle: the next cycle's read
     /// data (read before write), then the accumulator writes.
     fn ram_edge(e: &MatmulEngine, b: &mut Buffers) -> ReadData {
         let acc = (0..e.cols())
-            .map(|c| word(&b.acc, e.acc_raddr[c].val().index())[c])
+            .map(|c| {
+                let addr = e.acc_raddr[c].val().index();
+                if e.acc_we[c].val() && e.acc_waddr[c].val().index() == addr {
+                    COLLISION
+                } else {
+                    word(&b.acc, addr)[c]
+                }
+            })
             .collect();
         let next = ReadData {
             act: word(&b.act, e.act_addr.val().index()),
@@ -1119,13 +1157,27 @@ mod tests {
     /// output equal, cycle by cycle, to rust-hdl's simulation.
     #[test]
     fn matmul_verilog_matches_the_simulation_in_verilator() {
-        let (rows, cols) = (3, 2);
+        replay_in_verilator(3, 2, false);
+    }
+
+    /// The 1-row engine's accumulator forwarding, in Verilog too.
+    #[test]
+    fn matmul_1x2_verilog_matches_the_simulation_in_verilator() {
+        replay_in_verilator(1, 2, true);
+    }
+
+    /// Random instructions (`single_pixel`: all with one output pixel) on a
+    /// `rows x cols` engine, replayed in Verilator.
+    fn replay_in_verilator(rows: usize, cols: usize, single_pixel: bool) {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let mut e = MatmulEngine::new(rows, cols);
         e.connect_all();
         let mut trace = Some(String::new());
         for _ in 0..8 {
-            let (m, mut b) = random_case(&mut rng, rows, cols);
+            let (mut m, mut b) = random_case(&mut rng, rows, cols);
+            if single_pixel {
+                (m.out_h, m.out_w) = (1, 1);
+            }
             let want = expected(&m, &b);
             execute_traced(&mut e, &m, &mut b, &mut trace);
             assert_eq!(b.acc, want, "{m:?}");
@@ -1166,6 +1218,33 @@ mod tests {
         );
     }
 
+    /// One output pixel, nine slices: on one row the slice period is one
+    /// cycle, so each lane reads the word it writes (forwarded).
+    #[test]
+    fn matmul_1x2_single_pixel_slices() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut e = MatmulEngine::new(1, 2);
+        e.connect_all();
+        for accumulate in [false, true] {
+            let (mut m, mut b) = random_case(&mut rng, 1, 2);
+            (m.kernel_h, m.kernel_w, m.groups, m.stride) = (3, 3, 1, 1);
+            (m.tile_h, m.tile_w, m.origin_y, m.origin_x) = (3, 3, -1, 0);
+            (m.out_h, m.out_w, m.slice_begin, m.slice_end) = (1, 1, 0, 9);
+            (m.act, m.wgt, m.acc, m.accumulate) = (0, 0, 1, accumulate);
+            b.act = (0..9).map(|i| vec![(i * 37 % 256) as u8]).collect();
+            b.wgt = (0..9).map(|i| vec![i as i8 - 4, -128]).collect();
+            let want = expected(&m, &b);
+            let cycles = execute(&mut e, &m, &mut b);
+            assert_eq!(b.acc, want, "{m:?}");
+            assert_eq!(cycles, matmul_cycles(1, 2, 9, 1) + 1);
+        }
+    }
+
+    #[test]
+    fn matmul_1x2_random_instructions_forward_accumulators() {
+        random_instructions(1, 2, 25, 4);
+    }
+
     #[test]
     fn matmul_4x4_random_instructions() {
         random_instructions(4, 4, 12, 3);
@@ -1173,7 +1252,7 @@ mod tests {
 
     #[test]
     fn matmul_verilog_lints_clean() {
-        for (rows, cols) in [(2, 2), (3, 2)] {
+        for (rows, cols) in [(2, 2), (3, 2), (1, 2)] {
             assert_lints_clean(&matmul_engine_verilog(rows, cols));
         }
     }
