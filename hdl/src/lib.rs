@@ -26,7 +26,7 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
-pub use dma::{dma_verilog, Dma, Packer};
+pub use dma::{dma_cycles, dma_verilog, Dma, Packer, Xfer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
