@@ -77,8 +77,21 @@
 //!   and `oy*stride*pitch + ox*stride*G` (two accumulators);
 //! - padding: `iy = iy_base + ry` and `ix` are in bounds iff, read as
 //!   unsigned 18-bit numbers, they are below `tile_h` / `tile_w` (a negative
-//!   value wraps above 2^17). Addresses are computed modulo 2^16 and used
-//!   only in bounds, so negative origins need no special case.
+//!   value wraps above 2^17; so coordinates must stay within ±2^17, true of
+//!   any instruction whose window lies near its tile). Addresses are computed
+//!   modulo 2^16 and used only in bounds, so negative origins need no
+//!   special case.
+//!
+//! # rust-hdl notes
+//!
+//! - Constants are `Constant` fields (`one16`, ...) and every per-instruction
+//!   value the setup block emits already has its final width, so the
+//!   `#[hdl_gen]` code only adds and compares equal widths (no WIDTH lint).
+//! - Reading an output port in `update` before the statement that assigns
+//!   it is a combinational loop to Verilator (UNOPTFLAT): the forwarding
+//!   registers sample the accumulator ports at the end of `update`.
+//! - Unused array edge outputs are passed out (`array_*_out`) rather than
+//!   left as unread wires, which `-Wall` reports.
 
 use compiler::cycles::matmul_cycles;
 use rust_hdl::prelude::*;
