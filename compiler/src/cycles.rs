@@ -26,6 +26,15 @@ pub fn matmul_cycles(rows: usize, cols: usize, slices: usize, pixels: usize) -> 
     2 * r + c + s.saturating_sub(1) * p.max(r) + p
 }
 
+/// Cycles between addressing a buffer and its data: FPGA block RAM registers its read.
+pub const BUFFER_READ_LATENCY: u64 = 1;
+
+/// Cycles a `matmul` instruction keeps the exec unit busy: the array's time plus the
+/// first weight read (`hdl::MatmulEngine` is tested to take exactly this).
+pub fn matmul_instruction_cycles(rows: usize, cols: usize, slices: usize, pixels: usize) -> u64 {
+    matmul_cycles(rows, cols, slices, pixels) + BUFFER_READ_LATENCY
+}
+
 /// Cycles one instruction keeps its unit busy.
 pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
     let transfer = |rows: u16, row_bytes: u32| {
@@ -42,7 +51,7 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
         // into the shadow registers, so it costs max(pixels, r); the last slice streams
         // its pixels, and its last result leaves column c after r + c more cycles.
         Op::Matmul { out_h, out_w, slice_begin, slice_end, .. } => {
-            matmul_cycles(hw.rows, hw.cols, slice_end.saturating_sub(slice_begin) as usize, out_h as usize * out_w as usize)
+            matmul_instruction_cycles(hw.rows, hw.cols, slice_end.saturating_sub(slice_begin) as usize, out_h as usize * out_w as usize)
         }
         Op::Post { pixels, .. } => pixels as u64 + POST_PIPELINE,
         Op::Pool { out_h, out_w, groups, kernel_h, kernel_w, .. } => {

@@ -93,7 +93,6 @@
 //! - Unused array edge outputs are passed out (`array_*_out`) rather than
 //!   left as unread wires, which `-Wall` reports.
 
-use compiler::cycles::matmul_cycles;
 use rust_hdl::prelude::*;
 
 use crate::ws_array::WsArray;
@@ -542,10 +541,10 @@ impl MatmulEngine {
         self._cols
     }
 
-    /// Cycles from the `start` cycle through the `done` cycle, inclusive:
-    /// one more than the array's `matmul_cycles` (the weight RAM's read).
+    /// Cycles from the `start` cycle through the `done` cycle, inclusive: the cycle
+    /// model's `matmul_instruction_cycles` (the array's time plus the weight RAM's read).
     pub fn cycles(&self, slices: usize, pixels: usize) -> u64 {
-        matmul_cycles(self._rows, self._cols, slices, pixels) + 1
+        compiler::cycles::matmul_instruction_cycles(self._rows, self._cols, slices, pixels)
     }
 }
 
@@ -1027,12 +1026,9 @@ mod tests {
             let want = expected(&m, &b);
             let cycles = execute(&mut e, &m, &mut b);
             assert_eq!(b.acc, want, "instruction {i}: {m:?}");
-            let model = matmul_cycles(rows, cols, m.slices(), m.pixels());
-            assert_eq!(
-                cycles,
-                model + 1,
-                "instruction {i}: cycles vs matmul_cycles {model}: {m:?}"
-            );
+            // Exactly what the compiler's cycle model charges for the instruction.
+            let model = compiler::cycles::matmul_instruction_cycles(rows, cols, m.slices(), m.pixels());
+            assert_eq!(cycles, model, "instruction {i}: cycles vs the cycle model: {m:?}");
         }
     }
 
@@ -1249,7 +1245,7 @@ mod tests {
             let want = expected(&m, &b);
             let cycles = execute(&mut e, &m, &mut b);
             assert_eq!(b.acc, want, "{m:?}");
-            assert_eq!(cycles, matmul_cycles(1, 2, 9, 1) + 1);
+            assert_eq!(cycles, compiler::cycles::matmul_instruction_cycles(1, 2, 9, 1));
         }
     }
 
