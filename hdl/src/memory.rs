@@ -180,7 +180,7 @@ pub fn sdp_ram_verilog(lanes: usize, depth: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
