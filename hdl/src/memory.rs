@@ -303,6 +303,124 @@ pub(crate) mod tests {
         lint(&generate_verilog(&wide));
     }
 
+    /// The custom Verilog against a byte model in Verilator: random
+    /// byte-masked writes and reads (never the same word in one cycle), each
+    /// read checked after its edge once the word has been written.
+    #[test]
+    fn verilog_matches_the_model_in_verilator() {
+        let (lanes, depth, n) = (3, 20, 600);
+        let mut rng = ChaCha8Rng::seed_from_u64(0x51);
+        let mut model: Vec<Option<u8>> = vec![None; lanes * depth];
+        let mut hex = String::new();
+        for _ in 0..n {
+            let (wa, ra) = (rng.gen_range(0..depth), rng.gen_range(0..depth));
+            let we = wa != ra && rng.gen_bool(0.6);
+            let mask: Vec<bool> = (0..lanes).map(|_| rng.gen_bool(0.7)).collect();
+            let data: Vec<u8> = (0..lanes).map(|_| rng.gen()).collect();
+            let read: Vec<Option<u8>> = model[ra * lanes..(ra + 1) * lanes].to_vec();
+            let check = read.iter().all(|b| b.is_some());
+            if we {
+                for k in (0..lanes).filter(|&k| mask[k]) {
+                    model[wa * lanes + k] = Some(data[k]);
+                }
+            }
+            let bits = mask
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| (m as u32) << k)
+                .sum::<u32>();
+            let bytes = |v: &[u8]| {
+                v.iter()
+                    .rev()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            };
+            let expect: Vec<u8> = read.iter().map(|b| b.unwrap_or(0)).collect();
+            hex += &format!(
+                "{:02x}{:04x}{:04x}{:02x}{}{}\n",
+                (we as u8) | ((check as u8) << 1),
+                wa,
+                ra,
+                bits,
+                bytes(&data),
+                bytes(&expect)
+            );
+        }
+        let w = 8 * (6 + 2 * lanes) - 1;
+        let d = 8 * lanes;
+        let mut ports = String::new();
+        for k in 0..lanes {
+            let (h, l) = (8 * k + 7, 8 * k);
+            ports += &format!(", .write_data${k}(wd[{h}:{l}]), .write_lanes${k}(wl[{k}]), .read_data${k}(rd[{h}:{l}])");
+        }
+        let tb = format!(
+            r#"module tb;
+  reg clock = 0, we = 0; reg [15:0] wa = 0, ra = 0; reg [{d1}:0] wd = 0; reg [{l1}:0] wl = 0; wire [{d1}:0] rd;
+  reg [{w}:0] v [0:{n1}]; reg [{w}:0] x; integer i, errors = 0, checked = 0;
+  top dut(.clock(clock), .write_enable(we), .write_address(wa), .read_address(ra){ports});
+  initial begin
+    $readmemh("vectors.hex", v);
+    for (i = 0; i < {n}; i = i + 1) begin
+      x = v[i];
+      we = x[{w}-7]; wa = x[{w}-8:{w}-23]; ra = x[{w}-24:{w}-39]; wl = x[{w}-40-{pad}:{w}-47];
+      wd = x[{d2}-1:{d}];
+      #1 clock = 1; #1 clock = 0;
+      if (x[{w}-6]) begin checked = checked + 1; if (rd !== x[{d1}:0]) errors = errors + 1; end
+    end
+    $display("CHECKED %0d reads, %0d mismatches", checked, errors);
+    $finish;
+  end
+endmodule
+"#,
+            d1 = d - 1,
+            l1 = lanes - 1,
+            n1 = n - 1,
+            d2 = 2 * d,
+            pad = 8 - lanes,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("top.v"), sdp_ram_verilog(lanes, depth)).unwrap();
+        std::fs::write(dir.path().join("tb.sv"), tb).unwrap();
+        std::fs::write(dir.path().join("vectors.hex"), hex).unwrap();
+        let build = std::process::Command::new("verilator")
+            .current_dir(dir.path())
+            .args([
+                "--binary",
+                "--timing",
+                "-j",
+                "1",
+                "-Wno-fatal",
+                "--top-module",
+                "tb",
+                "-Mdir",
+                "obj",
+                "tb.sv",
+                "top.v",
+            ])
+            .output();
+        let Ok(build) = build else {
+            return println!("SKIPPED: verilator not found");
+        };
+        assert!(
+            build.status.success(),
+            "{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let run = std::process::Command::new(dir.path().join("obj/Vtb"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let checked = stdout
+            .split("CHECKED ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next()?.parse::<usize>().ok());
+        assert!(
+            checked.is_some_and(|c| c > n / 2) && stdout.contains(" 0 mismatches"),
+            "{stdout}"
+        );
+    }
+
     /// yosys `synth_ice40` of one RAM: returns the `stat` text, or `None`
     /// (with a note) when yosys is absent.
     pub(crate) fn ice40_stat(verilog: &str) -> Option<String> {
