@@ -815,7 +815,7 @@ mod tests {
     impl ExtMem {
         /// Drive the memory's outputs for cycle `t`.
         fn drive(&mut self, dma: &mut Dma, t: usize) {
-            dma.mem_req_ready.next = self.stalls.as_mut().map_or(true, |r| r.gen_bool(0.7));
+            dma.mem_req_ready.next = self.stalls.as_mut().is_none_or(|r| r.gen_bool(0.7));
             let head = self.queue.front().filter(|(at, _)| *at <= t);
             dma.mem_resp_valid.next = head.is_some();
             if let Some((_, beat)) = head {
@@ -984,6 +984,50 @@ mod tests {
         random_transfers(8, 8, 5, false, 4);
         random_transfers(8, 2, 1, false, 5);
         random_transfers(8, 12, 4, true, 14);
+    }
+
+    /// Rows longer than 255 bytes (the queue counts bytes in 8 bits; the
+    /// 32-bit `in_left` decides the last item), unaligned, on buses 4 and 8.
+    #[test]
+    fn long_unaligned_rows() {
+        for (bus, word, lat) in [(8, 8, 3), (4, 3, 2)] {
+            let depth = 400;
+            let mut bench = Bench::new(bus, word, depth);
+            let bytes: Vec<u8> = (0..1400).map(|i| (i * 7 + 3) as u8).collect();
+            let mut mem = ExtMem {
+                bytes,
+                latency: lat,
+                queue: VecDeque::new(),
+                stalls: None,
+            };
+            let mut expect = mem.bytes.clone();
+            let mut buf = vec![0u8; depth * word];
+            for (store, dram, row_bytes) in [
+                (false, 5, 300),
+                (true, 611, 300),
+                (false, 3, 513),
+                (true, 2, 513),
+            ] {
+                let words = (row_bytes as usize).div_ceil(word);
+                let x = Xfer {
+                    store,
+                    addr: 1,
+                    dram,
+                    rows: 2,
+                    row_bytes,
+                    dram_stride: row_bytes + 1,
+                    buf_stride: words,
+                };
+                let cycles = execute(&mut bench, &mut mem, &x);
+                reference(&x, &mut expect, &mut buf, word);
+                assert_eq!(mem.bytes, expect, "memory after {x:?}");
+                let got: Vec<u8> = (0..depth * word)
+                    .map(|i| bench.ram.peek(i / word, i % word).index() as u8)
+                    .collect();
+                assert_eq!(got, buf, "buffer after {x:?}");
+                check_cycles(&x, cycles, bus, word, lat);
+            }
+        }
     }
 
     /// `rows == 0` or `row_bytes == 0` moves nothing and takes 2 cycles.
