@@ -1308,12 +1308,14 @@ endmodule
     /// `synth_ice40`): printed for the record, bounded against regressions.
     #[test]
     fn ice40_resources() {
-        let Some(stat) = crate::memory::tests::ice40_stat(&dma_verilog(4, 4)) else {
-            return;
-        };
-        println!("{stat}");
-        let luts = crate::memory::tests::cells(&stat, "SB_LUT4");
-        assert!(luts < 1500, "{luts} LUTs");
+        for (bus, word) in [(4, 4), (8, 8)] {
+            let Some(stat) = crate::memory::tests::ice40_stat(&dma_verilog(bus, word)) else {
+                return;
+            };
+            let luts = crate::memory::tests::cells(&stat, "SB_LUT4");
+            println!("bus {bus}, word {word}: {luts} LUT4\n{stat}");
+            assert!(luts < 1800, "{luts} LUTs");
+        }
     }
 
     #[test]
