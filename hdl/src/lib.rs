@@ -22,6 +22,8 @@ pub mod memory;
 pub mod pe;
 pub mod requant;
 pub mod sign_extend;
+#[cfg(test)]
+mod testing;
 pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;

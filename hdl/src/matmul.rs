@@ -750,8 +750,7 @@ pub fn matmul_engine_verilog(rows: usize, cols: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws_array::tests::assert_lints_clean;
-    use rand::{Rng, SeedableRng};
+        use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     /// A `matmul` instruction's fields (docs/isa.md §4).
@@ -1194,35 +1193,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("top.v"), matmul_engine_verilog(rows, cols)).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(&e, &trace.unwrap())).unwrap();
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args([
-                "--binary",
-                "--timing",
-                "-j",
-                "0",
-                "-Wno-fatal",
-                "--top-module",
-                "tb",
-            ])
-            .args(["-Mdir", "obj", "tb.sv", "top.v"])
-            .output();
-        let build = match build {
-            Ok(build) => build,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-                return;
-            }
-            Err(err) => panic!("running verilator: {err}"),
-        };
-        let stderr = String::from_utf8_lossy(&build.stderr);
-        assert!(build.status.success(), "verilator build failed:\n{stderr}");
-        let output = std::process::Command::new(dir.path().join("obj/Vtb"))
-            .output()
-            .expect("run Vtb");
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
         assert!(
-            output.status.success() && stdout.contains("MISMATCHES 0"),
+            stdout.contains("MISMATCHES 0"),
             "{stdout}"
         );
     }
@@ -1262,7 +1235,7 @@ mod tests {
     #[test]
     fn matmul_verilog_lints_clean() {
         for (rows, cols) in [(2, 2), (3, 2), (1, 2)] {
-            assert_lints_clean(&matmul_engine_verilog(rows, cols));
+            crate::testing::assert_lints_clean(&matmul_engine_verilog(rows, cols));
         }
     }
 }

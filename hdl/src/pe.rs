@@ -260,34 +260,9 @@ mod tests {
     ///   file name cannot match each module name. Nothing else is waived.
     #[test]
     fn verilog_lints_clean_with_verilator() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("top.v");
-        std::fs::write(&path, pe_verilog()).expect("write Verilog");
-        let output = std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                "top",
-            ])
-            .arg(&path)
-            .output();
-        let output = match output {
-            Ok(output) => output,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-                return;
-            }
-            Err(err) => panic!("running verilator: {err}"),
-        };
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "verilator failed:\n{stderr}");
-        assert!(!stderr.contains("%Warning"), "lint warnings:\n{stderr}");
+        crate::testing::assert_lints_clean(&pe_verilog());
     }
 
-    /// The same stimulus as the rust-hdl tests (random, extremes, 32-bit wrap)
-    /// as (clear, enable, act, weight) per cycle.
     fn cross_check_stimulus() -> Vec<(bool, bool, i8, i8)> {
         let mut rng = ChaCha8Rng::seed_from_u64(0xC0FFEE);
         let mut inputs: Vec<_> = (0..3000)
@@ -364,35 +339,7 @@ endmodule
         std::fs::write(dir.path().join("top.v"), pe_verilog()).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(inputs.len())).unwrap();
         std::fs::write(dir.path().join("vectors.hex"), expected_vectors(&inputs)).unwrap();
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args([
-                "--binary",
-                "--timing",
-                "-j",
-                "0",
-                "-Wno-fatal",
-                "--top-module",
-                "tb",
-            ])
-            .args(["-Mdir", "obj", "tb.sv", "top.v"])
-            .output();
-        let build = match build {
-            Ok(build) => build,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-                return;
-            }
-            Err(err) => panic!("running verilator: {err}"),
-        };
-        let stderr = String::from_utf8_lossy(&build.stderr);
-        assert!(build.status.success(), "verilator build failed:\n{stderr}");
-        let run = std::process::Command::new(dir.path().join("obj/Vtb"))
-            .current_dir(dir.path())
-            .output()
-            .expect("run the Verilator testbench");
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(run.status.success(), "testbench failed:\n{stdout}");
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
         let summary = format!("CHECKED {} cycles, 0 mismatches", inputs.len());
         assert!(stdout.contains(&summary), "{stdout}");
     }

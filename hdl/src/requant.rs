@@ -42,9 +42,19 @@ impl Logic for Requantizer {
     fn update(&mut self) {
         let acc = sign_extend(self.acc.val().inner().index() as u64, 32);
         let bias = sign_extend(self.bias.val().inner().index() as u64, 32);
-        let rq = Requant { multiplier: self.multiplier.val().index() as u32, shift: self.shift.val().index() as u8 };
+        let rq = Requant {
+            multiplier: self.multiplier.val().index() as u32,
+            shift: self.shift.val().index() as u8,
+        };
         let bits = (self.bits.val().index() as u8).clamp(2, 16);
-        let y = requantize(acc + bias, rq, DType { bits, signed: self.is_signed.val() });
+        let y = requantize(
+            acc + bias,
+            rq,
+            DType {
+                bits,
+                signed: self.is_signed.val(),
+            },
+        );
         self.y.next = signed_cast(Bits::<OUT_BITS>::from(raw(y as i64, OUT_BITS)));
     }
 
@@ -97,10 +107,26 @@ mod tests {
                     1 => rng.gen_range(-(1 << 20)..(1 << 20)),
                     _ => rng.gen_range(-(1 << 30)..(1 << 30)),
                 };
-                (acc, rng.gen_range(-(1 << 30)..(1 << 30)) >> rng.gen_range(0..30), rng.gen(), rng.gen_range(0..=47), rng.gen_range(2..=16), rng.gen())
+                (
+                    acc,
+                    rng.gen_range(-(1 << 30)..(1 << 30)) >> rng.gen_range(0..30),
+                    rng.gen(),
+                    rng.gen_range(0..=47),
+                    rng.gen_range(2..=16),
+                    rng.gen(),
+                )
             })
             .collect();
-        for (acc, m, s) in [(i32::MAX, 0xFFFF, 0), (i32::MIN, 0xFFFF, 0), (i32::MIN, 0xFFFF, 47), (5, 1, 1), (-5, 1, 1), (-6, 1, 1), (1000, 19661, 20), (0, 0, 0)] {
+        for (acc, m, s) in [
+            (i32::MAX, 0xFFFF, 0),
+            (i32::MIN, 0xFFFF, 0),
+            (i32::MIN, 0xFFFF, 47),
+            (5, 1, 1),
+            (-5, 1, 1),
+            (-6, 1, 1),
+            (1000, 19661, 20),
+            (0, 0, 0),
+        ] {
             for bits in [2, 8, 16] {
                 for signed in [false, true] {
                     v.push((acc, 0, m, s, bits, signed));
@@ -111,13 +137,29 @@ mod tests {
     }
 
     fn expected(&(acc, bias, m, s, bits, signed): &(i32, i32, u16, u8, u8, bool)) -> i32 {
-        requantize(acc as i64 + bias as i64, Requant { multiplier: m as u32, shift: s }, DType { bits, signed })
+        requantize(
+            acc as i64 + bias as i64,
+            Requant {
+                multiplier: m as u32,
+                shift: s,
+            },
+            DType { bits, signed },
+        )
     }
 
     /// The glue between rust-hdl's bit vectors and i64 in the simulation model.
     #[test]
     fn raw_bits_round_trip_through_sign_extension() {
-        for v in [0i64, 1, -1, -128, 65535, -65536, i32::MIN as i64, i32::MAX as i64] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            -128,
+            65535,
+            -65536,
+            i32::MIN as i64,
+            i32::MAX as i64,
+        ] {
             assert_eq!(sign_extend(raw(v, 32), 32), v as i32 as i64);
             assert_eq!(sign_extend(raw(v, OUT_BITS), OUT_BITS), ((v << 47) >> 47));
         }
@@ -153,7 +195,10 @@ endmodule
     /// One 128-bit vector: acc, bias, multiplier, shift, bits, signed, expected y.
     fn hex(v: &(i32, i32, u16, u8, u8, bool)) -> String {
         let y = raw(expected(v) as i64, OUT_BITS);
-        format!("{:08x}{:08x}{:04x}{:02x}{:02x}{:02x}{:06x}\n", v.0 as u32, v.1 as u32, v.2, v.3, v.4, v.5 as u8, y)
+        format!(
+            "{:08x}{:08x}{:04x}{:02x}{:02x}{:02x}{:06x}\n",
+            v.0 as u32, v.1 as u32, v.2, v.3, v.4, v.5 as u8, y
+        )
     }
 
     /// The hand-written Verilog against `arith::requantize` in Verilator.
@@ -163,32 +208,20 @@ endmodule
         let v = vectors();
         std::fs::write(dir.path().join("top.v"), requantizer_verilog()).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(v.len())).unwrap();
-        std::fs::write(dir.path().join("vectors.hex"), v.iter().map(hex).collect::<String>()).unwrap();
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args(["--binary", "--timing", "-j", "0", "-Wno-fatal", "--top-module", "tb", "-Mdir", "obj", "tb.sv", "top.v"])
-            .output();
-        let build = match build {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return println!("SKIPPED: verilator not found; run scripts/setup.sh"),
-            Err(e) => panic!("verilator: {e}"),
-        };
-        assert!(build.status.success(), "verilator build failed:\n{}", String::from_utf8_lossy(&build.stderr));
-        let run = std::process::Command::new(dir.path().join("obj/Vtb")).current_dir(dir.path()).output().unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(stdout.contains(&format!("CHECKED {} vectors, 0 mismatches", v.len())), "{stdout}");
+        std::fs::write(
+            dir.path().join("vectors.hex"),
+            v.iter().map(hex).collect::<String>(),
+        )
+        .unwrap();
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
+        assert!(
+            stdout.contains(&format!("CHECKED {} vectors, 0 mismatches", v.len())),
+            "{stdout}"
+        );
     }
 
     #[test]
     fn verilog_lints_clean() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("top.v");
-        std::fs::write(&path, requantizer_verilog()).unwrap();
-        let out = match std::process::Command::new("verilator").args(["--lint-only", "-Wall", "-Wno-DECLFILENAME", "--top-module", "top"]).arg(&path).output() {
-            Ok(o) => o,
-            Err(_) => return println!("SKIPPED: verilator not found"),
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && !stderr.contains("%Warning"), "{stderr}\n{}", requantizer_verilog());
+        crate::testing::assert_lints_clean(&requantizer_verilog());
     }
 }

@@ -589,40 +589,10 @@ pub(crate) mod tests {
         assert!(run.wrong > 0, "a period of rows - 1 should break");
     }
 
-    /// Lints Verilog with Verilator -Wall. Waived: DECLFILENAME only
-    /// (rust-hdl writes every module into one file, so the file name cannot
-    /// match each module name).
-    pub(crate) fn assert_lints_clean(verilog: &str) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("top.v");
-        std::fs::write(&path, verilog).expect("write Verilog");
-        let output = std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                "top",
-            ])
-            .arg(&path)
-            .output();
-        let output = match output {
-            Ok(output) => output,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-                return;
-            }
-            Err(err) => panic!("running verilator: {err}"),
-        };
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "verilator failed:\n{stderr}");
-        assert!(!stderr.contains("%Warning"), "lint warnings:\n{stderr}");
-    }
-
     #[test]
     fn verilog_lints_clean() {
         for (rows, cols) in [(3, 2), (2, 3), (1, 1)] {
-            assert_lints_clean(&ws_array_verilog(rows, cols));
+            crate::testing::assert_lints_clean(&ws_array_verilog(rows, cols));
         }
     }
 
@@ -682,34 +652,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("top.v"), ws_array_verilog(rows, cols)).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(&run, rows, cols)).unwrap();
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args([
-                "--binary",
-                "--timing",
-                "-j",
-                "0",
-                "-Wno-fatal",
-                "--top-module",
-                "tb",
-            ])
-            .args(["-Mdir", "obj", "tb.sv", "top.v"])
-            .output();
-        let build = match build {
-            Ok(build) => build,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-                return;
-            }
-            Err(err) => panic!("running verilator: {err}"),
-        };
-        let stderr = String::from_utf8_lossy(&build.stderr);
-        assert!(build.status.success(), "verilator build failed:\n{stderr}");
-        let output = std::process::Command::new(dir.path().join("obj/Vtb"))
-            .output()
-            .expect("run Vtb");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "testbench failed:\n{stdout}");
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
         let summary = format!("CHECKED {} cycles, 0 mismatches", run.cycles.len());
         assert!(stdout.contains(&summary), "{stdout}");
     }

@@ -267,6 +267,6 @@ mod tests {
 
     #[test]
     fn verilog_lints_clean_with_verilator() {
-        crate::ws_array::tests::assert_lints_clean(&ws_pe_verilog());
+        crate::testing::assert_lints_clean(&ws_pe_verilog());
     }
 }
