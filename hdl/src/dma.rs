@@ -41,10 +41,10 @@
 //!
 //! # Datapath
 //!
-//! A byte queue of `C = bus_bytes + W - 1` slots (`slots`, `cnt` valid)
-//! packs the input items (load: response beats, store: buffer words) into
-//! output items (load: buffer words, store: request beats) through a
-//! [`Packer`]. Each cycle it may emit the first `O` slots (`O` = output item
+//! A byte queue of `C = bus_bytes + W - 1` slots (the registers of a
+//! [`Packer`], `cnt` of them valid) packs the input items (load: response
+//! beats, store: buffer words) into output items (load: buffer words,
+//! store: request beats). Each cycle it may emit the first `O` slots (`O` = output item
 //! bytes; a row's last, partial item when its input is complete) and append
 //! one input item behind what remains. A store row starts `dram % bus_bytes`
 //! slots into the queue (its first beat's strobes are off below that); a load
@@ -65,7 +65,12 @@
 //!
 //! # rust-hdl notes
 //!
-//! All control arithmetic is 32 bits wide (buffer addresses 16): rust-hdl
+//! Cost on iCE40 (yosys `synth_ice40`, test `ice40_resources`): ~1240
+//! LUT4 for bus 4 / word 4, ~1590 for bus 8 / word 8, mostly the 32-bit
+//! address and count registers with their adders and the byte shifters.
+//!
+//! Address and length arithmetic is 32 bits wide (buffer addresses 16, queue
+//! counts 8): rust-hdl
 //! emits integer literals as 32-bit constants, so 32-bit signals and
 //! `Constant` fields keep Verilator's WIDTH checks quiet; `bit_cast` would
 //! emit `x & N'hmask`, whose width is the wider operand's. Lane numbers to
