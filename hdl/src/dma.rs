@@ -1096,31 +1096,6 @@ mod tests {
         }
     }
 
-    fn lint(verilog: &str) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("top.v");
-        std::fs::write(&path, verilog).unwrap();
-        let out = match std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                "top",
-            ])
-            .arg(&path)
-            .output()
-        {
-            Ok(o) => o,
-            Err(_) => return println!("SKIPPED: verilator not found"),
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && !stderr.contains("%Warning"),
-            "{stderr}"
-        );
-    }
-
     #[test]
     fn verilog_has_the_packer() {
         let v = dma_verilog(4, 3);
@@ -1270,35 +1245,9 @@ endmodule
         write("ext.hex", hex(&initial));
         write("want.hex", hex(&mem));
         write("cmds.hex", xfers.iter().map(cmd).collect());
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args([
-                "--binary",
-                "--timing",
-                "-j",
-                "1",
-                "-Wno-fatal",
-                "--top-module",
-                "tb",
-                "-Mdir",
-                "obj",
-                "tb.sv",
-                "top.v",
-            ])
-            .output();
-        let Ok(build) = build else {
-            return println!("SKIPPED: verilator not found");
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
         };
-        assert!(
-            build.status.success(),
-            "{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
-        let run = std::process::Command::new(dir.path().join("obj/Vtb"))
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
         for (i, x) in xfers.iter().enumerate() {
             let line = format!("CYCLES {i} {}\n", dma_cycles(x, bus, word, lat));
             assert!(stdout.contains(&line), "{x:?}: expected {line}{stdout}");
@@ -1326,7 +1275,7 @@ endmodule
     #[test]
     fn verilog_lints_clean() {
         for (bus, word) in [(1, 3), (4, 4), (8, 2), (8, 8)] {
-            lint(&dma_verilog(bus, word));
+            crate::testing::assert_lints_clean(&dma_verilog(bus, word));
         }
     }
 }

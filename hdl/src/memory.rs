@@ -261,31 +261,6 @@ pub(crate) mod tests {
         assert_eq!(read_word(&ram), [42, 0]);
     }
 
-    fn lint(verilog: &str) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("top.v");
-        std::fs::write(&path, verilog).unwrap();
-        let out = match std::process::Command::new("verilator")
-            .args([
-                "--lint-only",
-                "-Wall",
-                "-Wno-DECLFILENAME",
-                "--top-module",
-                "top",
-            ])
-            .arg(&path)
-            .output()
-        {
-            Ok(o) => o,
-            Err(_) => return println!("SKIPPED: verilator not found"),
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && !stderr.contains("%Warning"),
-            "{stderr}\n{verilog}"
-        );
-    }
-
     #[test]
     fn verilog_declares_the_array_without_read_write_checks() {
         let v = sdp_ram_verilog(2, 4);
@@ -296,11 +271,11 @@ pub(crate) mod tests {
     #[test]
     fn verilog_lints_clean() {
         for (lanes, depth) in [(1, 2), (4, 512), (8, 65536), (3, 37)] {
-            lint(&sdp_ram_verilog(lanes, depth));
+            crate::testing::assert_lints_clean(&sdp_ram_verilog(lanes, depth));
         }
         let mut wide = SdpRam::<Bits<32>>::new(2, 100);
         wide.connect_all();
-        lint(&generate_verilog(&wide));
+        crate::testing::assert_lints_clean(&generate_verilog(&wide));
     }
 
     /// The custom Verilog against a byte model in Verilator: random
@@ -382,35 +357,9 @@ endmodule
         std::fs::write(dir.path().join("top.v"), sdp_ram_verilog(lanes, depth)).unwrap();
         std::fs::write(dir.path().join("tb.sv"), tb).unwrap();
         std::fs::write(dir.path().join("vectors.hex"), hex).unwrap();
-        let build = std::process::Command::new("verilator")
-            .current_dir(dir.path())
-            .args([
-                "--binary",
-                "--timing",
-                "-j",
-                "1",
-                "-Wno-fatal",
-                "--top-module",
-                "tb",
-                "-Mdir",
-                "obj",
-                "tb.sv",
-                "top.v",
-            ])
-            .output();
-        let Ok(build) = build else {
-            return println!("SKIPPED: verilator not found");
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
         };
-        assert!(
-            build.status.success(),
-            "{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
-        let run = std::process::Command::new(dir.path().join("obj/Vtb"))
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
         let checked = stdout
             .split("CHECKED ")
             .nth(1)
