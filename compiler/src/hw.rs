@@ -155,15 +155,6 @@ impl HwConfig {
             self.param_buffer_entries * PARAM_ENTRY_BYTES,
         ]
     }
-
-    /// Cycles to move `bytes` between external memory and a buffer in one burst.
-    pub fn transfer_cycles(&self, bytes: usize) -> usize {
-        if bytes == 0 {
-            0
-        } else {
-            self.mem_latency + bytes.div_ceil(self.bus_bytes)
-        }
-    }
 }
 
 /// Bytes of one post-processing parameter entry: i32 bias, u16 multiplier, u8 shift, 1 pad.
@@ -218,11 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn transfers_cost_latency_plus_beats() {
-        let hw = HwConfig::preset(8, 8).unwrap();
-        assert_eq!(hw.transfer_cycles(0), 0);
-        assert_eq!(hw.transfer_cycles(1), 33);
-        assert_eq!(hw.transfer_cycles(64), 32 + 8);
-        assert_eq!(hw.buffer_bytes()[0], 8192 * 8);
+    fn buffer_sizes_follow_the_array() {
+        let hw = HwConfig::preset(8, 4).unwrap();
+        assert_eq!(hw.buffer_bytes(), [8192 * 8, 4096 * 4, 2048 * 4 * 4, 4096 * 8, 1024 * 8]);
     }
 }

@@ -663,96 +663,9 @@ impl Logic for Dma {
     }
 }
 
-/// One `load` or `store` instruction's fields (docs/isa.md §4), for
-/// [`dma_cycles`] and the tests.
-#[derive(Clone, Copy, Debug)]
-pub struct Xfer {
-    pub store: bool,
-    /// Buffer word of row 0.
-    pub addr: usize,
-    /// External byte address of row 0.
-    pub dram: usize,
-    pub rows: usize,
-    pub row_bytes: usize,
-    pub dram_stride: usize,
-    pub buf_stride: usize,
-}
-
-/// The input items of `x` in order: (bytes, the row's byte offset in the
-/// beat if the item starts a row, last item of its row). Loads take beats,
-/// stores buffer words.
-fn items(x: &Xfer, bus_bytes: usize, word_bytes: usize) -> Vec<(usize, Option<usize>, bool)> {
-    let mut items = vec![];
-    for i in 0..x.rows {
-        let offset = (x.dram + i * x.dram_stride) % bus_bytes;
-        let mut left = x.row_bytes;
-        while left > 0 {
-            let first = left == x.row_bytes;
-            let room = match (x.store, first) {
-                (true, _) => word_bytes,
-                (false, true) => bus_bytes - offset,
-                (false, false) => bus_bytes,
-            };
-            let count = room.min(left);
-            left -= count;
-            items.push((count, first.then_some(offset), left == 0));
-        }
-    }
-    items
-}
-
-/// Cycles a [`Dma`] occupies its unit for `x` (the `start` cycle through the
-/// last busy cycle), with a memory that takes a request every cycle and
-/// returns a read `mem_latency` cycles after its request (the tests' model):
-/// the engine's control replayed on byte counts only. The tests check it
-/// against the engine for every instruction they run.
-///
-/// In closed form: row `i` has `beats_i = ceil((dram_i % bus_bytes +
-/// row_bytes) / bus_bytes)` beats (one more than `ceil(row_bytes /
-/// bus_bytes)` when the unaligned row straddles one more beat boundary) and
-/// `words = ceil(row_bytes / word_bytes)` buffer words; the buffer port moves
-/// one word a cycle and the bus one beat. A load takes `mem_latency + 2 +
-/// sum_i (max(beats_i, words) + b_i)`, a store `3 + sum_i (max(beats_i,
-/// words) + b_i)`, `b_i` in {0, 1}: 1 when the row's last input item leaves
-/// more than one output item to emit (the queue holds one row, so the next
-/// row waits a cycle). Writes are posted: a store never waits for the
-/// memory latency. Nothing to move (`rows * row_bytes == 0`): 2 cycles.
-pub fn dma_cycles(x: &Xfer, bus_bytes: usize, word_bytes: usize, mem_latency: usize) -> usize {
-    if x.rows * x.row_bytes == 0 {
-        return 2;
-    }
-    let items = items(x, bus_bytes, word_bytes);
-    let out = if x.store { bus_bytes } else { word_bytes };
-    let (mut cnt, mut tail, mut next) = (0, false, 0);
-    for t in 1.. {
-        let emit = cnt >= out || (tail && cnt > 0);
-        let flush = emit && tail && cnt <= out;
-        if next == items.len() && (cnt == 0 || flush) {
-            return t + 1;
-        }
-        let base = if flush {
-            0
-        } else if emit {
-            cnt - out
-        } else {
-            cnt
-        };
-        // Loads: beat j is requested in cycle 1 + j; stores: words from cycle 2.
-        let arrived = if x.store {
-            t >= 2
-        } else {
-            t >= 1 + mem_latency + next
-        };
-        cnt = base;
-        tail &= !flush;
-        if next < items.len() && base < out && (!tail || flush) && arrived {
-            let (count, first, last) = items[next];
-            let pad = if x.store { first.unwrap_or(0) } else { 0 };
-            (cnt, tail, next) = (base + pad + count, last, next + 1);
-        }
-    }
-    unreachable!()
-}
+/// The cycle model of a transfer is defined once, in the compiler (docs/isa.md §5);
+/// the tests check that this engine takes exactly that many cycles.
+pub use compiler::cycles::{transfer_cycles as dma_cycles, Transfer as Xfer};
 
 /// A `Dma` as a standalone top module, for linting.
 pub fn dma_verilog(bus_bytes: usize, word_bytes: usize) -> String {
