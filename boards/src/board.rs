@@ -214,10 +214,7 @@ mod tests {
     #[test]
     fn icebreaker_matches_the_up5k_datasheet() {
         let board = Board::by_name("icebreaker").unwrap();
-        assert_eq!(
-            (board.device, board.package, board.clock_pin),
-            ("up5k", "sg48", "35")
-        );
+        assert_eq!((board.device, board.package, board.clock_pin), ("up5k", "sg48", "35"));
         assert_eq!(board.clock_mhz, 12.0);
         let r = board.resources;
         assert_eq!(
@@ -231,12 +228,7 @@ mod tests {
     #[test]
     fn only_ice40_boards_place_and_route() {
         for board in Board::all() {
-            assert_eq!(
-                board.place_and_route,
-                board.family == Family::Ice40,
-                "{}",
-                board.name
-            );
+            assert_eq!(board.place_and_route, board.family == Family::Ice40, "{}", board.name);
         }
     }
 

@@ -53,11 +53,7 @@ pub struct Overflow {
 
 impl fmt::Display for Overflow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} used, {} available",
-            self.resource, self.used, self.available
-        )
+        write!(f, "{}: {} used, {} available", self.resource, self.used, self.available)
     }
 }
 
@@ -124,10 +120,7 @@ mod tests {
         };
         let overflows = up5k().fits(&used).unwrap_err();
         let kinds: Vec<_> = overflows.iter().map(|o| o.resource).collect();
-        assert_eq!(
-            kinds,
-            [ResourceKind::Lut, ResourceKind::Dsp, ResourceKind::Bram]
-        );
+        assert_eq!(kinds, [ResourceKind::Lut, ResourceKind::Dsp, ResourceKind::Bram]);
         assert_eq!(overflows[0].to_string(), "LUT: 6000 used, 5280 available");
         assert_eq!(
             overflows[1],

@@ -14,19 +14,11 @@ pub enum SynthError {
     #[error("{tool} not found on PATH; run scripts/setup.sh")]
     ToolMissing { tool: String },
     #[error("cannot read Verilog file {path}: {source}")]
-    InputMissing {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)"
-    )]
+    InputMissing { path: PathBuf, source: std::io::Error },
+    #[error("invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)")]
     InvalidTop(String),
     #[error("cannot run {tool}: {source}")]
-    Io {
-        tool: String,
-        source: std::io::Error,
-    },
+    Io { tool: String, source: std::io::Error },
     #[error("{tool} failed ({status}): {last_line}")]
     ToolFailed {
         tool: String,
@@ -45,22 +37,15 @@ pub fn synth_ice40_stats(verilog: &Path, top: &str, dsp: bool) -> Result<Utiliza
 
 /// [`synth_ice40_stats`] with the yosys program named, so tests can point it
 /// at a program that does not exist.
-fn synth_ice40_stats_with(
-    yosys: &str,
-    verilog: &Path,
-    top: &str,
-    dsp: bool,
-) -> Result<Utilization, SynthError> {
+fn synth_ice40_stats_with(yosys: &str, verilog: &Path, top: &str, dsp: bool) -> Result<Utilization, SynthError> {
     if !hdl::verilog::is_identifier(top) {
         return Err(SynthError::InvalidTop(top.to_string()));
     }
     // Absolute, because yosys runs inside a scratch directory.
-    let verilog = verilog
-        .canonicalize()
-        .map_err(|source| SynthError::InputMissing {
-            path: verilog.to_path_buf(),
-            source,
-        })?;
+    let verilog = verilog.canonicalize().map_err(|source| SynthError::InputMissing {
+        path: verilog.to_path_buf(),
+        source,
+    })?;
     let scratch = tempfile::tempdir().map_err(|source| SynthError::Io {
         tool: yosys.to_string(),
         source,
@@ -125,9 +110,7 @@ fn cell_counts(stat_json: &str) -> Result<BTreeMap<String, u64>, String> {
         .iter()
         .map(|(cell, count)| match count.as_u64() {
             Some(n) => Ok((cell.clone(), n)),
-            None => Err(format!(
-                "count of {cell} is not a non-negative integer: {count}"
-            )),
+            None => Err(format!("count of {cell} is not a non-negative integer: {count}")),
         })
         .collect()
 }
@@ -136,13 +119,8 @@ fn cell_counts(stat_json: &str) -> Result<BTreeMap<String, u64>, String> {
 /// cell; EBR comes as SB_RAM40_4K or its negative-edge variants
 /// (SB_RAM40_4KNR/NW/NRNW).
 fn ice40_utilization(cells: BTreeMap<String, u64>) -> Utilization {
-    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
-        cells
-            .iter()
-            .filter(|(name, _)| pred(name))
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let sum =
+        |pred: &dyn Fn(&str) -> bool| -> u64 { cells.iter().filter(|(name, _)| pred(name)).map(|(_, n)| n).sum() };
     Utilization {
         lut: sum(&|c| c == "SB_LUT4"),
         ff: sum(&|c| c.starts_with("SB_DFF")),
@@ -255,8 +233,7 @@ endmodule
     fn missing_yosys_is_reported_with_the_setup_hint() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_verilog(dir.path(), "counter.v", COUNTER);
-        let err = synth_ice40_stats_with("yosys-not-installed-here", &path, "counter", false)
-            .unwrap_err();
+        let err = synth_ice40_stats_with("yosys-not-installed-here", &path, "counter", false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "yosys-not-installed-here not found on PATH; run scripts/setup.sh"
@@ -276,10 +253,7 @@ endmodule
         let json = r#"{"design": {"num_cells_by_type": {"SB_LUT4": 10, "SB_DFFER": 3,
             "SB_DFF": 2, "SB_MAC16": 1, "SB_RAM40_4KNR": 2, "SB_SPRAM256KA": 1, "SB_CARRY": 4}}}"#;
         let used = ice40_utilization(cell_counts(json).unwrap());
-        assert_eq!(
-            (used.lut, used.ff, used.dsp, used.bram, used.spram),
-            (10, 5, 1, 2, 1)
-        );
+        assert_eq!((used.lut, used.ff, used.dsp, used.bram, used.spram), (10, 5, 1, 2, 1));
         assert_eq!(used.cells["SB_CARRY"], 4);
         assert!(cell_counts("{}").is_err());
         assert!(cell_counts(r#"{"design": {"num_cells_by_type": {"SB_LUT4": -1}}}"#).is_err());

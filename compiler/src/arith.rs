@@ -25,7 +25,10 @@ pub struct Precision {
 }
 
 impl Precision {
-    pub const W8A8: Precision = Precision { weight_bits: 8, activation_bits: 8 };
+    pub const W8A8: Precision = Precision {
+        weight_bits: 8,
+        activation_bits: 8,
+    };
 }
 
 /// Bit width and signedness of an integer tensor (docs §1).
@@ -94,7 +97,10 @@ pub struct Requant {
 }
 
 impl Requant {
-    pub const IDENTITY: Requant = Requant { multiplier: 1, shift: 0 };
+    pub const IDENTITY: Requant = Requant {
+        multiplier: 1,
+        shift: 0,
+    };
 
     /// Whether `m` and `s` lie in the ranges of docs §3.
     pub fn is_valid(self) -> bool {
@@ -159,12 +165,22 @@ impl AddRescale {
         if a_factor < 0.0 || b_factor < 0.0 || !b_factor.is_finite() || !a_factor.is_finite() {
             return None;
         }
-        Some(AddRescale { multiplier_a: scaled(a_factor), multiplier_b: scaled(b_factor), shift: larger.shift })
+        Some(AddRescale {
+            multiplier_a: scaled(a_factor),
+            multiplier_b: scaled(b_factor),
+            shift: larger.shift,
+        })
     }
 
     pub fn is_valid(self) -> bool {
-        let a = Requant { multiplier: self.multiplier_a, shift: self.shift };
-        let b = Requant { multiplier: self.multiplier_b, shift: self.shift };
+        let a = Requant {
+            multiplier: self.multiplier_a,
+            shift: self.shift,
+        };
+        let b = Requant {
+            multiplier: self.multiplier_b,
+            shift: self.shift,
+        };
         a.is_valid() && b.is_valid()
     }
 }
@@ -206,7 +222,14 @@ mod tests {
 
     #[test]
     fn worked_examples_from_docs_section_7() {
-        assert_eq!(Requant { multiplier: 19661, shift: 20 }.apply(1000), 19);
+        assert_eq!(
+            Requant {
+                multiplier: 19661,
+                shift: 20
+            }
+            .apply(1000),
+            19
+        );
         assert_eq!(round_shift(5, 1), 3);
         assert_eq!(round_shift(-5, 1), -2);
         assert_eq!(round_shift(-6, 1), -3);
@@ -214,7 +237,11 @@ mod tests {
         assert_eq!(requantize(-100_000, Requant::IDENTITY, DType::S8), -128);
         assert_eq!(requantize(100_000, Requant::IDENTITY, DType::U8), 255);
         assert_eq!(requantize(-100_000, Requant::IDENTITY, DType::U8), 0);
-        let rescale = AddRescale { multiplier_a: 3, multiplier_b: 4, shift: 2 };
+        let rescale = AddRescale {
+            multiplier_a: 3,
+            multiplier_b: 4,
+            shift: 2,
+        };
         assert_eq!(residual_add(200, -50, rescale, DType::U8), 100);
         let bias = -(1i32 << 30) * 2 + 293_761;
         assert_eq!(accumulator_bound(bias, 9, DType::U8, 8), (1i128 << 31) - 1);

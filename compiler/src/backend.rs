@@ -32,7 +32,10 @@ pub trait Backend: Send + Sync {
     fn split_images<'a>(&self, images: &'a [u8]) -> Result<Vec<&'a [u8]>, BackendError> {
         let image_len = self.input_len();
         if image_len == 0 || !images.len().is_multiple_of(image_len) {
-            return Err(BackendError::BatchShape { len: images.len(), image_len });
+            return Err(BackendError::BatchShape {
+                len: images.len(),
+                image_len,
+            });
         }
         Ok(images.chunks_exact(image_len).collect())
     }

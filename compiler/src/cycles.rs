@@ -109,11 +109,7 @@ pub fn transfer_cycles(x: &Transfer, bus_bytes: usize, word_bytes: usize, mem_la
             cnt
         };
         // Loads: beat j is requested in cycle 1 + j; stores: words from cycle 2.
-        let arrived = if x.store {
-            t >= 2
-        } else {
-            t >= 1 + mem_latency + next
-        };
+        let arrived = if x.store { t >= 2 } else { t >= 1 + mem_latency + next };
         cnt = base;
         tail &= !flush;
         if next < items.len() && base < out && (!tail || flush) && arrived {
@@ -128,11 +124,26 @@ pub fn transfer_cycles(x: &Transfer, bus_bytes: usize, word_bytes: usize, mem_la
 /// Cycles one instruction keeps its unit busy.
 pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
     let transfer = |store: bool, word: usize, dram: u32, rows: u16, row_bytes: u32, dram_stride: u32| {
-        let t = Transfer { store, addr: 0, dram: dram as usize, rows: rows as usize, row_bytes: row_bytes as usize, dram_stride: dram_stride as usize, buf_stride: 0 };
+        let t = Transfer {
+            store,
+            addr: 0,
+            dram: dram as usize,
+            rows: rows as usize,
+            row_bytes: row_bytes as usize,
+            dram_stride: dram_stride as usize,
+            buf_stride: 0,
+        };
         transfer_cycles(&t, hw.bus_bytes, word, hw.mem_latency) as u64
     };
     match *op {
-        Op::Load { buffer: b, dram, rows, row_bytes, dram_stride, .. } => {
+        Op::Load {
+            buffer: b,
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            ..
+        } => {
             let word = match b {
                 crate::isa::buffer::ACT => hw.rows,
                 crate::isa::buffer::WGT => hw.cols,
@@ -140,18 +151,38 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
             };
             transfer(false, word, dram, rows, row_bytes, dram_stride)
         }
-        Op::Store { dram, rows, row_bytes, dram_stride, .. } => transfer(true, hw.rows, dram, rows, row_bytes, dram_stride),
+        Op::Store {
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            ..
+        } => transfer(true, hw.rows, dram, rows, row_bytes, dram_stride),
         // Measured on hdl::WsArray: the first slice's weights shift in (r cycles); each
         // slice but the last streams its pixels while the next slice's weights shift
         // into the shadow registers, so it costs max(pixels, r); the last slice streams
         // its pixels, and its last result leaves column c after r + c more cycles.
-        Op::Matmul { out_h, out_w, slice_begin, slice_end, .. } => {
-            matmul_instruction_cycles(hw.rows, hw.cols, slice_end.saturating_sub(slice_begin) as usize, out_h as usize * out_w as usize)
-        }
+        Op::Matmul {
+            out_h,
+            out_w,
+            slice_begin,
+            slice_end,
+            ..
+        } => matmul_instruction_cycles(
+            hw.rows,
+            hw.cols,
+            slice_end.saturating_sub(slice_begin) as usize,
+            out_h as usize * out_w as usize,
+        ),
         Op::Post { pixels, .. } => pixels as u64 + POST_PIPELINE,
-        Op::Pool { out_h, out_w, groups, kernel_h, kernel_w, .. } => {
-            out_h as u64 * out_w as u64 * groups as u64 * kernel_h as u64 * kernel_w as u64 + VECTOR_PIPELINE
-        }
+        Op::Pool {
+            out_h,
+            out_w,
+            groups,
+            kernel_h,
+            kernel_w,
+            ..
+        } => out_h as u64 * out_w as u64 * groups as u64 * kernel_h as u64 * kernel_w as u64 + VECTOR_PIPELINE,
         Op::Add { words, .. } => 2 * words as u64 + VECTOR_PIPELINE,
         Op::End {} => 1,
     }
@@ -204,7 +235,13 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
             }
             let done = &unit_ends[unit_index(other)];
             if need > done.len() {
-                return Err(Deadlock { index: i, mnemonic: ins.op.mnemonic(), unit: other.name(), waits: need as u32, available: done.len() as u32 });
+                return Err(Deadlock {
+                    index: i,
+                    mnemonic: ins.op.mnemonic(),
+                    unit: other.name(),
+                    waits: need as u32,
+                    available: done.len() as u32,
+                });
             }
             ready = ready.max(done[need - 1]);
         }
@@ -256,7 +293,12 @@ pub fn report(model: &crate::ir::Model, compiled: &Compiled) -> Result<CycleRepo
     let mut layers = Vec::new();
     for (layer, range) in model.layers.iter().zip(&compiled.layer_instructions) {
         let ops = &compiled.program[range.clone()];
-        let layer_end = range.clone().map(|i| s.end[i]).max().unwrap_or(previous_end).max(previous_end);
+        let layer_end = range
+            .clone()
+            .map(|i| s.end[i])
+            .max()
+            .unwrap_or(previous_end)
+            .max(previous_end);
         let cycles = layer_end - previous_end;
         previous_end = layer_end;
         let macs = layer.macs();
@@ -265,8 +307,16 @@ pub fn report(model: &crate::ir::Model, compiled: &Compiled) -> Result<CycleRepo
             kind: layer.op.kind(),
             macs,
             cycles,
-            matmul_cycles: ops.iter().filter(|i| matches!(i.op, Op::Matmul { .. })).map(|i| cost(hw, &i.op)).sum(),
-            utilization: if cycles == 0 { 0.0 } else { macs as f64 / (peak * cycles as f64) },
+            matmul_cycles: ops
+                .iter()
+                .filter(|i| matches!(i.op, Op::Matmul { .. }))
+                .map(|i| cost(hw, &i.op))
+                .sum(),
+            utilization: if cycles == 0 {
+                0.0
+            } else {
+                macs as f64 / (peak * cycles as f64)
+            },
             dram_bytes: ops.iter().map(|i| dram_bytes(&i.op)).sum(),
         });
     }

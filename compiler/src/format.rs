@@ -31,7 +31,10 @@ fn format_err(msg: impl Into<String>) -> ModelError {
 
 /// Validate and write `model` to `path` atomically (temp file + rename).
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
-    let wrap = |error| ModelFileError { path: path.to_path_buf(), error };
+    let wrap = |error| ModelFileError {
+        path: path.to_path_buf(),
+        error,
+    };
     validate(model).map_err(wrap)?;
     let bytes = to_bytes(model).map_err(wrap)?;
     write_atomic(path, &bytes).map_err(|e| wrap(format_err(format!("cannot write: {e}"))))
@@ -39,7 +42,10 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
 
 /// Read, verify and validate a model file.
 pub fn load(path: &Path) -> Result<Model, ModelFileError> {
-    let wrap = |error| ModelFileError { path: path.to_path_buf(), error };
+    let wrap = |error| ModelFileError {
+        path: path.to_path_buf(),
+        error,
+    };
     let bytes = std::fs::read(path).map_err(|e| wrap(format_err(format!("cannot read: {e}"))))?;
     from_bytes(&bytes).map_err(wrap)
 }
@@ -47,7 +53,10 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
 /// Write `bytes` to a temporary file beside `path`, flush it to disk, then rename it
 /// over `path`, so readers never see a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -80,10 +89,25 @@ fn tensors_of(model: &Model) -> BTreeMap<String, RawTensor> {
         let mults: Vec<u32> = p.requant.iter().map(|r| r.multiplier).collect();
         let shifts: Vec<u8> = p.requant.iter().map(|r| r.shift).collect();
         let tensors = [
-            ("weight", Dtype::I8, weight_shape, p.weights.iter().map(|&w| w as u8).collect()),
-            ("weight_scale", Dtype::F32, vec![outputs], le_bytes(&p.weight_scales, f32::to_le_bytes)),
+            (
+                "weight",
+                Dtype::I8,
+                weight_shape,
+                p.weights.iter().map(|&w| w as u8).collect(),
+            ),
+            (
+                "weight_scale",
+                Dtype::F32,
+                vec![outputs],
+                le_bytes(&p.weight_scales, f32::to_le_bytes),
+            ),
             ("bias", Dtype::I32, vec![outputs], le_bytes(&p.bias, i32::to_le_bytes)),
-            ("requant_multiplier", Dtype::U32, vec![outputs], le_bytes(&mults, u32::to_le_bytes)),
+            (
+                "requant_multiplier",
+                Dtype::U32,
+                vec![outputs],
+                le_bytes(&mults, u32::to_le_bytes),
+            ),
             ("requant_shift", Dtype::U8, vec![outputs], shifts),
         ];
         for (field, dtype, shape, data) in tensors {
@@ -119,9 +143,14 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>, ModelError> {
         // safetensors multiplies the shape unchecked; refuse inconsistent sizes first.
         let values = t.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if values.and_then(|v| v.checked_mul(t.dtype.bitsize() / 8)) != Some(t.data.len()) {
-            return Err(format_err(format!("tensor '{name}': shape {:?} does not match its {} bytes", t.shape, t.data.len())));
+            return Err(format_err(format!(
+                "tensor '{name}': shape {:?} does not match its {} bytes",
+                t.shape,
+                t.data.len()
+            )));
         }
-        let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).map_err(|e| format_err(format!("tensor '{name}': {e}")))?;
+        let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
+            .map_err(|e| format_err(format!("tensor '{name}': {e}")))?;
         views.push((name.clone(), view));
     }
     safetensors::serialize(views, Some(metadata)).map_err(|e| format_err(format!("cannot encode tensors: {e}")))
@@ -130,9 +159,16 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>, ModelError> {
 /// Parse, verify the checksum, and validate a model from file bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
-    let meta = header.metadata().as_ref().ok_or_else(|| format_err("no divqat metadata (not a divqat model file)"))?;
-    let field = |key: &str| meta.get(key).ok_or_else(|| format_err(format!("metadata key '{key}' is missing")));
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| format_err("no divqat metadata (not a divqat model file)"))?;
+    let field = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| format_err(format!("metadata key '{key}' is missing")))
+    };
     if field("format")? != FORMAT_TAG {
         return Err(format_err(format!("metadata 'format' is not '{FORMAT_TAG}'")));
     }
@@ -140,10 +176,19 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
     check_version(json)?;
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
-    let views: Vec<TensorView> = names.iter().map(|n| st.tensor(n)).collect::<Result<_, _>>().map_err(|e| format_err(e.to_string()))?;
-    let sha = digest(json, names.iter().map(String::as_str).zip(views.iter().map(|v| v.data())));
+    let views: Vec<TensorView> = names
+        .iter()
+        .map(|n| st.tensor(n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format_err(e.to_string()))?;
+    let sha = digest(
+        json,
+        names.iter().map(String::as_str).zip(views.iter().map(|v| v.data())),
+    );
     if &sha != field("sha256")? {
-        return Err(format_err("checksum mismatch: the file is corrupted (sha256 of model and tensors differs)"));
+        return Err(format_err(
+            "checksum mismatch: the file is corrupted (sha256 of model and tensors differs)",
+        ));
     }
     let mut model: Model = serde_json::from_str(json).map_err(|e| format_err(format!("model JSON: {e}")))?;
     attach_tensors(&mut model, &st)?;
@@ -155,9 +200,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
 /// newer divqat gets "unsupported version" rather than a confusing field error.
 fn check_version(json: &str) -> Result<(), ModelError> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format_err(format!("model JSON: {e}")))?;
-    let found = value.get("format_version").and_then(|v| v.as_u64()).ok_or_else(|| format_err("model JSON: 'format_version' missing"))?;
+    let found = value
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| format_err("model JSON: 'format_version' missing"))?;
     if found != FORMAT_VERSION as u64 {
-        return Err(ModelError::Version { found: found.min(u32::MAX as u64) as u32, expected: FORMAT_VERSION });
+        return Err(ModelError::Version {
+            found: found.min(u32::MAX as u64) as u32,
+            expected: FORMAT_VERSION,
+        });
     }
     Ok(())
 }
@@ -168,9 +219,14 @@ fn attach_tensors(model: &mut Model, st: &SafeTensors) -> Result<(), ModelError>
         let Some(p) = layer.op.mac_params_mut() else { continue };
         let get = |field: &str, dtype: Dtype| -> Result<Vec<u8>, ModelError> {
             let key = format!("{name}.{field}");
-            let view = st.tensor(&key).map_err(|_| format_err(format!("layer '{name}': tensor '{key}' is missing")))?;
+            let view = st
+                .tensor(&key)
+                .map_err(|_| format_err(format!("layer '{name}': tensor '{key}' is missing")))?;
             if view.dtype() != dtype {
-                return Err(format_err(format!("layer '{name}': tensor '{key}' has dtype {:?}, expected {dtype:?}", view.dtype())));
+                return Err(format_err(format!(
+                    "layer '{name}': tensor '{key}' has dtype {:?}, expected {dtype:?}",
+                    view.dtype()
+                )));
             }
             Ok(view.data().to_vec())
         };
@@ -180,18 +236,32 @@ fn attach_tensors(model: &mut Model, st: &SafeTensors) -> Result<(), ModelError>
 }
 
 fn from_le<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
-    bytes.chunks_exact(N).map(|c| from(c.try_into().expect("chunks_exact yields N bytes"))).collect()
+    bytes
+        .chunks_exact(N)
+        .map(|c| from(c.try_into().expect("chunks_exact yields N bytes")))
+        .collect()
 }
 
-fn fill_mac_params(p: &mut MacParams, get: impl Fn(&str, Dtype) -> Result<Vec<u8>, ModelError>) -> Result<(), ModelError> {
+fn fill_mac_params(
+    p: &mut MacParams,
+    get: impl Fn(&str, Dtype) -> Result<Vec<u8>, ModelError>,
+) -> Result<(), ModelError> {
     p.weights = get("weight", Dtype::I8)?.into_iter().map(|b| b as i8).collect();
     p.weight_scales = from_le(&get("weight_scale", Dtype::F32)?, f32::from_le_bytes);
     p.bias = from_le(&get("bias", Dtype::I32)?, i32::from_le_bytes);
     let mults = from_le(&get("requant_multiplier", Dtype::U32)?, u32::from_le_bytes);
     let shifts = get("requant_shift", Dtype::U8)?;
     if mults.len() != shifts.len() {
-        return Err(format_err(format!("requant_multiplier has {} values but requant_shift {}", mults.len(), shifts.len())));
+        return Err(format_err(format!(
+            "requant_multiplier has {} values but requant_shift {}",
+            mults.len(),
+            shifts.len()
+        )));
     }
-    p.requant = mults.into_iter().zip(shifts).map(|(multiplier, shift)| Requant { multiplier, shift }).collect();
+    p.requant = mults
+        .into_iter()
+        .zip(shifts)
+        .map(|(multiplier, shift)| Requant { multiplier, shift })
+        .collect();
     Ok(())
 }

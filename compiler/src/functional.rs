@@ -18,7 +18,14 @@ use crate::lower::Compiled;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExecError {
     #[error("instruction {index} ({mnemonic}): {buffer} access at byte {at}+{len} outside its {size} bytes")]
-    OutOfBounds { index: usize, mnemonic: &'static str, buffer: &'static str, at: usize, len: usize, size: usize },
+    OutOfBounds {
+        index: usize,
+        mnemonic: &'static str,
+        buffer: &'static str,
+        at: usize,
+        len: usize,
+        size: usize,
+    },
     #[error("the program ended without an `end` instruction")]
     NoEnd,
 }
@@ -42,10 +49,23 @@ struct Ctx {
     mnemonic: &'static str,
 }
 
-fn span(ctx: Ctx, buffer: &'static str, at: usize, len: usize, size: usize) -> Result<std::ops::Range<usize>, ExecError> {
+fn span(
+    ctx: Ctx,
+    buffer: &'static str,
+    at: usize,
+    len: usize,
+    size: usize,
+) -> Result<std::ops::Range<usize>, ExecError> {
     match at.checked_add(len) {
         Some(end) if end <= size => Ok(at..end),
-        _ => Err(ExecError::OutOfBounds { index: ctx.index, mnemonic: ctx.mnemonic, buffer, at, len, size }),
+        _ => Err(ExecError::OutOfBounds {
+            index: ctx.index,
+            mnemonic: ctx.mnemonic,
+            buffer,
+            at,
+            len,
+            size,
+        }),
     }
 }
 
@@ -58,7 +78,10 @@ fn value(byte: u8, signed: bool) -> i32 {
 }
 
 fn dtype(bits: u8, signed: u8) -> DType {
-    DType { bits, signed: signed != 0 }
+    DType {
+        bits,
+        signed: signed != 0,
+    }
 }
 
 impl<'a> Machine<'a> {
@@ -77,7 +100,10 @@ impl<'a> Machine<'a> {
     /// Run until `end`.
     pub fn run(&mut self, program: &[Instruction]) -> Result<(), ExecError> {
         for (index, ins) in program.iter().enumerate() {
-            let ctx = Ctx { index, mnemonic: ins.op.mnemonic() };
+            let ctx = Ctx {
+                index,
+                mnemonic: ins.op.mnemonic(),
+            };
             if matches!(ins.op, Op::End {}) {
                 return Ok(());
             }
@@ -88,35 +114,116 @@ impl<'a> Machine<'a> {
 
     fn step(&mut self, ctx: Ctx, op: &Op) -> Result<(), ExecError> {
         match *op {
-            Op::Load { buffer, addr, dram, rows, row_bytes, dram_stride, buf_stride } => {
-                self.load(ctx, buffer, addr as usize, dram as usize, rows as usize, row_bytes as usize, (dram_stride as usize, buf_stride as usize))
-            }
-            Op::Store { addr, dram, rows, row_bytes, dram_stride, buf_stride } => {
-                self.store(ctx, addr as usize, dram as usize, rows as usize, row_bytes as usize, (dram_stride as usize, buf_stride as usize))
-            }
+            Op::Load {
+                buffer,
+                addr,
+                dram,
+                rows,
+                row_bytes,
+                dram_stride,
+                buf_stride,
+            } => self.load(
+                ctx,
+                buffer,
+                addr as usize,
+                dram as usize,
+                rows as usize,
+                row_bytes as usize,
+                (dram_stride as usize, buf_stride as usize),
+            ),
+            Op::Store {
+                addr,
+                dram,
+                rows,
+                row_bytes,
+                dram_stride,
+                buf_stride,
+            } => self.store(
+                ctx,
+                addr as usize,
+                dram as usize,
+                rows as usize,
+                row_bytes as usize,
+                (dram_stride as usize, buf_stride as usize),
+            ),
             Op::Matmul { .. } => self.matmul(ctx, op),
-            Op::Post { acc, pixels, param, channels, out, out_stride, lane, bits, signed } => {
+            Op::Post {
+                acc,
+                pixels,
+                param,
+                channels,
+                out,
+                out_stride,
+                lane,
+                bits,
+                signed,
+            } => {
                 let geometry = (pixels as usize, channels as usize, out_stride as usize, lane as usize);
-                self.post(ctx, acc as usize, param as usize, out as usize, geometry, dtype(bits, signed))
+                self.post(
+                    ctx,
+                    acc as usize,
+                    param as usize,
+                    out as usize,
+                    geometry,
+                    dtype(bits, signed),
+                )
             }
             Op::Pool { .. } => self.pool(ctx, op),
-            Op::Add { a, b, out, words, a_signed, b_signed, multiplier_a, multiplier_b, shift, bits, signed } => {
-                let rescale = AddRescale { multiplier_a: multiplier_a as u32, multiplier_b: multiplier_b as u32, shift };
-                self.add(ctx, [a as usize, b as usize, out as usize], words as usize, [a_signed != 0, b_signed != 0], rescale, dtype(bits, signed))
+            Op::Add {
+                a,
+                b,
+                out,
+                words,
+                a_signed,
+                b_signed,
+                multiplier_a,
+                multiplier_b,
+                shift,
+                bits,
+                signed,
+            } => {
+                let rescale = AddRescale {
+                    multiplier_a: multiplier_a as u32,
+                    multiplier_b: multiplier_b as u32,
+                    shift,
+                };
+                self.add(
+                    ctx,
+                    [a as usize, b as usize, out as usize],
+                    words as usize,
+                    [a_signed != 0, b_signed != 0],
+                    rescale,
+                    dtype(bits, signed),
+                )
             }
             Op::End {} => Ok(()),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn load(&mut self, ctx: Ctx, buf: u8, addr: usize, dram: usize, rows: usize, row_bytes: usize, strides: (usize, usize)) -> Result<(), ExecError> {
+    fn load(
+        &mut self,
+        ctx: Ctx,
+        buf: u8,
+        addr: usize,
+        dram: usize,
+        rows: usize,
+        row_bytes: usize,
+        strides: (usize, usize),
+    ) -> Result<(), ExecError> {
         let (name, word) = match buf {
             buffer::ACT => ("activation", self.hw.rows),
             buffer::WGT => ("weight", self.hw.cols),
             _ => ("parameter", PARAM_ENTRY_BYTES),
         };
         for i in 0..rows {
-            let src = span(ctx, "external memory", dram + i * strides.0, row_bytes, self.memory.len())?;
+            let src = span(
+                ctx,
+                "external memory",
+                dram + i * strides.0,
+                row_bytes,
+                self.memory.len(),
+            )?;
             let target = match buf {
                 buffer::ACT => &mut self.act,
                 buffer::WGT => &mut self.wgt,
@@ -128,17 +235,56 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn store(&mut self, ctx: Ctx, addr: usize, dram: usize, rows: usize, row_bytes: usize, strides: (usize, usize)) -> Result<(), ExecError> {
+    fn store(
+        &mut self,
+        ctx: Ctx,
+        addr: usize,
+        dram: usize,
+        rows: usize,
+        row_bytes: usize,
+        strides: (usize, usize),
+    ) -> Result<(), ExecError> {
         for i in 0..rows {
-            let src = span(ctx, "output", (addr + i * strides.1) * self.hw.rows, row_bytes, self.out.len())?;
-            let dst = span(ctx, "external memory", dram + i * strides.0, row_bytes, self.memory.len())?;
+            let src = span(
+                ctx,
+                "output",
+                (addr + i * strides.1) * self.hw.rows,
+                row_bytes,
+                self.out.len(),
+            )?;
+            let dst = span(
+                ctx,
+                "external memory",
+                dram + i * strides.0,
+                row_bytes,
+                self.memory.len(),
+            )?;
             self.memory[dst].copy_from_slice(&self.out[src]);
         }
         Ok(())
     }
 
     fn matmul(&mut self, ctx: Ctx, op: &Op) -> Result<(), ExecError> {
-        let Op::Matmul { act, tile_h, tile_w, groups, kernel_w, stride, origin_y, origin_x, out_h, out_w, wgt, slice_begin, slice_end, acc, accumulate, act_signed, .. } = *op else {
+        let Op::Matmul {
+            act,
+            tile_h,
+            tile_w,
+            groups,
+            kernel_w,
+            stride,
+            origin_y,
+            origin_x,
+            out_h,
+            out_w,
+            wgt,
+            slice_begin,
+            slice_end,
+            acc,
+            accumulate,
+            act_signed,
+            ..
+        } = *op
+        else {
             unreachable!("matmul")
         };
         let (r, c) = (self.hw.rows, self.hw.cols);
@@ -177,17 +323,37 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn post(&mut self, ctx: Ctx, acc: usize, param: usize, out: usize, geometry: (usize, usize, usize, usize), out_type: DType) -> Result<(), ExecError> {
+    fn post(
+        &mut self,
+        ctx: Ctx,
+        acc: usize,
+        param: usize,
+        out: usize,
+        geometry: (usize, usize, usize, usize),
+        out_type: DType,
+    ) -> Result<(), ExecError> {
         let (pixels, channels, stride, lane) = geometry;
         let c = self.hw.cols;
         let elem = if out_type.bits > 8 { 2 } else { 1 };
         span(ctx, "accumulator", acc * c, pixels * c, self.acc.len())?;
-        let params = span(ctx, "parameter", param * PARAM_ENTRY_BYTES, channels * PARAM_ENTRY_BYTES, self.param.len())?;
+        let params = span(
+            ctx,
+            "parameter",
+            param * PARAM_ENTRY_BYTES,
+            channels * PARAM_ENTRY_BYTES,
+            self.param.len(),
+        )?;
         for p in 0..pixels {
             for ch in 0..channels {
                 let (bias, rq) = read_param(&self.param[params.start + ch * PARAM_ENTRY_BYTES..]);
                 let v = arith::requantize(self.acc[(acc + p) * c + ch] as i64 + bias as i64, rq, out_type);
-                let at = span(ctx, "output", out * self.hw.rows + p * stride + (lane + ch) * elem, elem, self.out.len())?;
+                let at = span(
+                    ctx,
+                    "output",
+                    out * self.hw.rows + p * stride + (lane + ch) * elem,
+                    elem,
+                    self.out.len(),
+                )?;
                 self.out[at].copy_from_slice(&v.to_le_bytes()[..elem]);
             }
         }
@@ -195,11 +361,31 @@ impl<'a> Machine<'a> {
     }
 
     fn pool(&mut self, ctx: Ctx, op: &Op) -> Result<(), ExecError> {
-        let Op::Pool { act, tile_w, groups, kernel_h, kernel_w, stride, out_h, out_w, out, mode, multiplier, shift, in_signed, bits, signed } = *op else {
+        let Op::Pool {
+            act,
+            tile_w,
+            groups,
+            kernel_h,
+            kernel_w,
+            stride,
+            out_h,
+            out_w,
+            out,
+            mode,
+            multiplier,
+            shift,
+            in_signed,
+            bits,
+            signed,
+        } = *op
+        else {
             unreachable!("pool")
         };
         let (r, groups, tile_w) = (self.hw.rows, groups as usize, tile_w as usize);
-        let rq = Requant { multiplier: multiplier as u32, shift };
+        let rq = Requant {
+            multiplier: multiplier as u32,
+            shift,
+        };
         let out_type = dtype(bits, signed);
         for p in 0..out_h as usize * out_w as usize {
             let (oy, ox) = (p / out_w as usize, p % out_w as usize);
@@ -208,7 +394,9 @@ impl<'a> Machine<'a> {
                     let mut window = Vec::with_capacity(kernel_h as usize * kernel_w as usize);
                     for ky in 0..kernel_h as usize {
                         for kx in 0..kernel_w as usize {
-                            let word = act as usize + ((oy * stride as usize + ky) * tile_w + ox * stride as usize + kx) * groups + g;
+                            let word = act as usize
+                                + ((oy * stride as usize + ky) * tile_w + ox * stride as usize + kx) * groups
+                                + g;
                             let at = span(ctx, "activation", word * r + lane, 1, self.act.len())?;
                             window.push(value(self.act[at.start], in_signed != 0));
                         }
@@ -218,7 +406,13 @@ impl<'a> Machine<'a> {
                     } else {
                         arith::requantize(window.iter().map(|&v| v as i64).sum(), rq, out_type)
                     };
-                    let at = span(ctx, "output", (out as usize + p * groups + g) * r + lane, 1, self.out.len())?;
+                    let at = span(
+                        ctx,
+                        "output",
+                        (out as usize + p * groups + g) * r + lane,
+                        1,
+                        self.out.len(),
+                    )?;
                     self.out[at.start] = v as u8;
                 }
             }
@@ -226,13 +420,24 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn add(&mut self, ctx: Ctx, at: [usize; 3], words: usize, signed: [bool; 2], rescale: AddRescale, out_type: DType) -> Result<(), ExecError> {
+    fn add(
+        &mut self,
+        ctx: Ctx,
+        at: [usize; 3],
+        words: usize,
+        signed: [bool; 2],
+        rescale: AddRescale,
+        out_type: DType,
+    ) -> Result<(), ExecError> {
         let r = self.hw.rows;
         let a = span(ctx, "activation", at[0] * r, words * r, self.act.len())?;
         let b = span(ctx, "activation", at[1] * r, words * r, self.act.len())?;
         let o = span(ctx, "output", at[2] * r, words * r, self.out.len())?;
         for i in 0..words * r {
-            let (x, y) = (value(self.act[a.start + i], signed[0]), value(self.act[b.start + i], signed[1]));
+            let (x, y) = (
+                value(self.act[a.start + i], signed[0]),
+                value(self.act[b.start + i], signed[1]),
+            );
             self.out[o.start + i] = arith::residual_add(x, y, rescale, out_type) as u8;
         }
         Ok(())
@@ -260,7 +465,10 @@ pub struct Functional {
 
 impl Functional {
     pub fn new(compiled: Compiled) -> Self {
-        Functional { input_len: compiled.layout.image_len(), compiled }
+        Functional {
+            input_len: compiled.layout.image_len(),
+            compiled,
+        }
     }
 }
 
@@ -279,7 +487,10 @@ impl Backend for Functional {
             .par_iter()
             .map(|image| run_image(&self.compiled, image))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::Failed { backend: "functional".into(), message: e.to_string() })?;
+            .map_err(|e| BackendError::Failed {
+                backend: "functional".into(),
+                message: e.to_string(),
+            })?;
         Ok(Inference { logits, cycles: None })
     }
 }

@@ -94,7 +94,10 @@ impl HwConfig {
     }
 
     pub fn load(path: &Path) -> Result<HwConfig, HwError> {
-        let file_err = |message: String| HwError::File { path: path.display().to_string(), message };
+        let file_err = |message: String| HwError::File {
+            path: path.display().to_string(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
         let config: HwConfig = toml::from_str(&text).map_err(|e| file_err(e.message().to_string()))?;
         config.validate().map_err(|e| file_err(e.to_string()))?;
@@ -111,20 +114,72 @@ impl HwConfig {
         let side = 1..=MAX_ARRAY_SIDE;
         let depth = |w: usize| w <= MAX_BUFFER_WORDS;
         let checks: [(bool, &'static str, String); 13] = [
-            (side.contains(&self.rows), "rows", format!("must be 1..={MAX_ARRAY_SIDE}")),
-            (side.contains(&self.cols), "cols", format!("must be 1..={MAX_ARRAY_SIDE}")),
-            (bits.contains(&self.weight_bits), "weight_bits", format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}")),
-            (bits.contains(&self.activation_bits), "activation_bits", format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}")),
-            ((16..=32).contains(&self.accumulator_bits), "accumulator_bits", "must be 16..=32".into()),
-            (self.act_buffer_words >= 2, "act_buffer_words", "must be at least 2 (two halves for double buffering)".into()),
-            (self.weight_buffer_words >= 2 * self.rows, "weight_buffer_words", format!("must hold two weight slices: at least 2*rows = {}", 2 * self.rows)),
-            (self.acc_buffer_words >= 2, "acc_buffer_words", "must be at least 2 (two banks)".into()),
-            (self.out_buffer_words >= 2, "out_buffer_words", "must be at least 2 (two halves)".into()),
-            (self.param_buffer_entries >= 2 * self.cols, "param_buffer_entries", format!("must hold two column tiles: at least 2*cols = {}", 2 * self.cols)),
-            (self.bus_bytes.is_power_of_two() && self.bus_bytes <= 64, "bus_bytes", "must be a power of two up to 64".into()),
-            (self.clock_mhz > 0.0 && self.clock_mhz.is_finite(), "clock_mhz", "must be a positive number".into()),
             (
-                depth(self.act_buffer_words) && depth(self.weight_buffer_words) && depth(self.acc_buffer_words) && depth(self.out_buffer_words) && depth(self.param_buffer_entries),
+                side.contains(&self.rows),
+                "rows",
+                format!("must be 1..={MAX_ARRAY_SIDE}"),
+            ),
+            (
+                side.contains(&self.cols),
+                "cols",
+                format!("must be 1..={MAX_ARRAY_SIDE}"),
+            ),
+            (
+                bits.contains(&self.weight_bits),
+                "weight_bits",
+                format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}"),
+            ),
+            (
+                bits.contains(&self.activation_bits),
+                "activation_bits",
+                format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}"),
+            ),
+            (
+                (16..=32).contains(&self.accumulator_bits),
+                "accumulator_bits",
+                "must be 16..=32".into(),
+            ),
+            (
+                self.act_buffer_words >= 2,
+                "act_buffer_words",
+                "must be at least 2 (two halves for double buffering)".into(),
+            ),
+            (
+                self.weight_buffer_words >= 2 * self.rows,
+                "weight_buffer_words",
+                format!("must hold two weight slices: at least 2*rows = {}", 2 * self.rows),
+            ),
+            (
+                self.acc_buffer_words >= 2,
+                "acc_buffer_words",
+                "must be at least 2 (two banks)".into(),
+            ),
+            (
+                self.out_buffer_words >= 2,
+                "out_buffer_words",
+                "must be at least 2 (two halves)".into(),
+            ),
+            (
+                self.param_buffer_entries >= 2 * self.cols,
+                "param_buffer_entries",
+                format!("must hold two column tiles: at least 2*cols = {}", 2 * self.cols),
+            ),
+            (
+                self.bus_bytes.is_power_of_two() && self.bus_bytes <= 64,
+                "bus_bytes",
+                "must be a power of two up to 64".into(),
+            ),
+            (
+                self.clock_mhz > 0.0 && self.clock_mhz.is_finite(),
+                "clock_mhz",
+                "must be a positive number".into(),
+            ),
+            (
+                depth(self.act_buffer_words)
+                    && depth(self.weight_buffer_words)
+                    && depth(self.acc_buffer_words)
+                    && depth(self.out_buffer_words)
+                    && depth(self.param_buffer_entries),
                 "buffers",
                 format!("every buffer depth must be at most {MAX_BUFFER_WORDS} words (16-bit addresses)"),
             ),
@@ -187,9 +242,15 @@ mod tests {
         assert_eq!(err, "hardware config field 'rows': must be 1..=64");
         let err = "8x65".parse::<HwConfig>().unwrap_err().to_string();
         assert!(err.contains("'cols'"), "{err}");
-        let hw = HwConfig { bus_bytes: 6, ..HwConfig::preset(2, 2).unwrap() };
+        let hw = HwConfig {
+            bus_bytes: 6,
+            ..HwConfig::preset(2, 2).unwrap()
+        };
         assert!(hw.validate().unwrap_err().to_string().contains("'bus_bytes'"));
-        let hw = HwConfig { weight_buffer_words: 15, ..HwConfig::preset(8, 2).unwrap() };
+        let hw = HwConfig {
+            weight_buffer_words: 15,
+            ..HwConfig::preset(8, 2).unwrap()
+        };
         assert!(hw.validate().unwrap_err().to_string().contains("at least 2*rows = 16"));
         assert!(matches!("banana".parse::<HwConfig>(), Err(HwError::UnknownPreset(_))));
     }
@@ -198,10 +259,19 @@ mod tests {
     fn toml_files_round_trip_and_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hw.toml");
-        let hw = HwConfig { rows: 4, cols: 16, mem_latency: 7, ..HwConfig::preset(4, 16).unwrap() };
+        let hw = HwConfig {
+            rows: 4,
+            cols: 16,
+            mem_latency: 7,
+            ..HwConfig::preset(4, 16).unwrap()
+        };
         std::fs::write(&path, hw.to_toml()).unwrap();
         assert_eq!(HwConfig::from_arg(path.to_str().unwrap()).unwrap(), hw);
-        std::fs::write(&path, hw.to_toml().replace("accumulator_bits = 32", "accumulator_bits = 40")).unwrap();
+        std::fs::write(
+            &path,
+            hw.to_toml().replace("accumulator_bits = 32", "accumulator_bits = 40"),
+        )
+        .unwrap();
         let err = HwConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("hw.toml") && err.contains("'accumulator_bits'"), "{err}");
         std::fs::write(&path, "rows = 2\n").unwrap();
@@ -211,6 +281,9 @@ mod tests {
     #[test]
     fn buffer_sizes_follow_the_array() {
         let hw = HwConfig::preset(8, 4).unwrap();
-        assert_eq!(hw.buffer_bytes(), [8192 * 8, 4096 * 4, 2048 * 4 * 4, 4096 * 8, 1024 * 8]);
+        assert_eq!(
+            hw.buffer_bytes(),
+            [8192 * 8, 4096 * 4, 2048 * 4 * 4, 4096 * 8, 1024 * 8]
+        );
     }
 }

@@ -106,7 +106,9 @@ impl Conv2d {
     /// Products per output value (docs §2, `K`).
     /// Saturates on absurd geometry, which then fails the weight-count check.
     pub fn products(&self) -> usize {
-        self.in_channels.saturating_mul(self.kernel[0]).saturating_mul(self.kernel[1])
+        self.in_channels
+            .saturating_mul(self.kernel[0])
+            .saturating_mul(self.kernel[1])
     }
 }
 

@@ -202,7 +202,10 @@ pub struct Instruction {
 
 impl Instruction {
     pub fn new(op: Op) -> Self {
-        Instruction { op, waits: Waits::default() }
+        Instruction {
+            op,
+            waits: Waits::default(),
+        }
     }
 }
 
@@ -217,7 +220,11 @@ pub fn encode(program: &[Instruction]) -> Vec<u8> {
             ins.waits.get(unit).put(&mut out);
         }
         ins.op.encode_fields(&mut out);
-        debug_assert!(out.len() - start <= INSTRUCTION_BYTES, "{} fields exceed {INSTRUCTION_BYTES} bytes", ins.op.mnemonic());
+        debug_assert!(
+            out.len() - start <= INSTRUCTION_BYTES,
+            "{} fields exceed {INSTRUCTION_BYTES} bytes",
+            ins.op.mnemonic()
+        );
         out.resize(start + INSTRUCTION_BYTES, 0);
     }
     out
@@ -231,9 +238,17 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Instruction>, IsaError> {
         .chunks_exact(INSTRUCTION_BYTES)
         .enumerate()
         .map(|(index, b)| {
-            let op = Op::decode_fields(b[0], &b[HEADER_BYTES..]).ok_or(IsaError::UnknownOpcode { index, opcode: b[0] })?;
+            let op =
+                Op::decode_fields(b[0], &b[HEADER_BYTES..]).ok_or(IsaError::UnknownOpcode { index, opcode: b[0] })?;
             let count = |unit: usize| u32::get(&b[2 + 4 * unit..]);
-            Ok(Instruction { op, waits: Waits { load: count(0), exec: count(1), store: count(2) } })
+            Ok(Instruction {
+                op,
+                waits: Waits {
+                    load: count(0),
+                    exec: count(1),
+                    store: count(2),
+                },
+            })
         })
         .collect()
 }
@@ -278,7 +293,9 @@ fn parse_line(line: &str) -> Result<Instruction, String> {
     let mnemonic = words.next().expect("non-empty line");
     let mut pairs = std::collections::HashMap::new();
     for word in words {
-        let (k, v) = word.split_once('=').ok_or_else(|| format!("'{word}' is not key=value"))?;
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("'{word}' is not key=value"))?;
         if pairs.insert(k.to_string(), v.to_string()).is_some() {
             return Err(format!("field '{k}' given twice"));
         }
@@ -286,10 +303,16 @@ fn parse_line(line: &str) -> Result<Instruction, String> {
     let mut waits = Waits::default();
     for unit in Unit::ALL {
         if let Some(n) = pairs.remove(&format!("wait.{}", unit.name())) {
-            waits.raise(unit, n.parse().map_err(|_| format!("wait.{}: '{n}' is not a count", unit.name()))?);
+            waits.raise(
+                unit,
+                n.parse()
+                    .map_err(|_| format!("wait.{}: '{n}' is not a count", unit.name()))?,
+            );
         }
     }
-    let op = Op::parse(mnemonic, &|key| pairs.get(key).cloned().ok_or_else(|| format!("field '{key}' missing")))?;
+    let op = Op::parse(mnemonic, &|key| {
+        pairs.get(key).cloned().ok_or_else(|| format!("field '{key}' missing"))
+    })?;
     let known: Vec<&str> = op.fields().iter().map(|(k, _)| *k).collect();
     if let Some(extra) = pairs.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(format!("unknown field '{extra}' for {mnemonic}"));
@@ -304,15 +327,97 @@ mod tests {
 
     fn sample() -> Vec<Instruction> {
         vec![
-            Instruction::new(Op::Load { buffer: buffer::WGT, addr: 7, dram: 0x1234, rows: 3, row_bytes: 64, dram_stride: 64, buf_stride: 8 }),
-            Instruction { waits: Waits { load: 1, exec: 0, store: 0 }, op: Op::Matmul {
-                act: 0, tile_h: 30, tile_w: 30, groups: 1, kernel_h: 3, kernel_w: 3, stride: 1, origin_y: -1, origin_x: -1,
-                out_h: 28, out_w: 28, wgt: 0, slice_begin: 0, slice_end: 9, acc: 0, accumulate: 0, act_signed: 0,
-            } },
-            Instruction::new(Op::Post { acc: 0, pixels: 784, param: 0, channels: 8, out: 0, out_stride: 4, lane: 8, bits: 8, signed: 0 }),
-            Instruction { waits: Waits { load: 7, exec: 70000, store: 0 }, op: Op::Store { addr: 0, dram: 99, rows: 1, row_bytes: 6272, dram_stride: 0, buf_stride: 0 } },
-            Instruction::new(Op::Pool { act: 5, tile_w: 4, groups: 2, kernel_h: 2, kernel_w: 2, stride: 2, out_h: 2, out_w: 2, out: 0, mode: pool_mode::MAX, multiplier: 0, shift: 0, in_signed: 1, bits: 8, signed: 1 }),
-            Instruction::new(Op::Add { a: 0, b: 100, out: 0, words: 100, a_signed: 1, b_signed: 0, multiplier_a: 3, multiplier_b: 65535, shift: 47, bits: 8, signed: 0 }),
+            Instruction::new(Op::Load {
+                buffer: buffer::WGT,
+                addr: 7,
+                dram: 0x1234,
+                rows: 3,
+                row_bytes: 64,
+                dram_stride: 64,
+                buf_stride: 8,
+            }),
+            Instruction {
+                waits: Waits {
+                    load: 1,
+                    exec: 0,
+                    store: 0,
+                },
+                op: Op::Matmul {
+                    act: 0,
+                    tile_h: 30,
+                    tile_w: 30,
+                    groups: 1,
+                    kernel_h: 3,
+                    kernel_w: 3,
+                    stride: 1,
+                    origin_y: -1,
+                    origin_x: -1,
+                    out_h: 28,
+                    out_w: 28,
+                    wgt: 0,
+                    slice_begin: 0,
+                    slice_end: 9,
+                    acc: 0,
+                    accumulate: 0,
+                    act_signed: 0,
+                },
+            },
+            Instruction::new(Op::Post {
+                acc: 0,
+                pixels: 784,
+                param: 0,
+                channels: 8,
+                out: 0,
+                out_stride: 4,
+                lane: 8,
+                bits: 8,
+                signed: 0,
+            }),
+            Instruction {
+                waits: Waits {
+                    load: 7,
+                    exec: 70000,
+                    store: 0,
+                },
+                op: Op::Store {
+                    addr: 0,
+                    dram: 99,
+                    rows: 1,
+                    row_bytes: 6272,
+                    dram_stride: 0,
+                    buf_stride: 0,
+                },
+            },
+            Instruction::new(Op::Pool {
+                act: 5,
+                tile_w: 4,
+                groups: 2,
+                kernel_h: 2,
+                kernel_w: 2,
+                stride: 2,
+                out_h: 2,
+                out_w: 2,
+                out: 0,
+                mode: pool_mode::MAX,
+                multiplier: 0,
+                shift: 0,
+                in_signed: 1,
+                bits: 8,
+                signed: 1,
+            }),
+            Instruction::new(Op::Add {
+                a: 0,
+                b: 100,
+                out: 0,
+                words: 100,
+                a_signed: 1,
+                b_signed: 0,
+                multiplier_a: 3,
+                multiplier_b: 65535,
+                shift: 47,
+                bits: 8,
+                signed: 0,
+            }),
             Instruction::new(Op::End {}),
         ]
     }
@@ -335,13 +440,30 @@ mod tests {
         assert_eq!(decode(&[0u8; 65]).unwrap_err(), IsaError::Length(65));
         let mut bytes = encode(&sample());
         bytes[2 * INSTRUCTION_BYTES] = 99;
-        assert_eq!(decode(&bytes).unwrap_err(), IsaError::UnknownOpcode { index: 2, opcode: 99 });
+        assert_eq!(
+            decode(&bytes).unwrap_err(),
+            IsaError::UnknownOpcode { index: 2, opcode: 99 }
+        );
         let err = assemble("end\nmatmul act=1").unwrap_err().to_string();
         assert!(err.starts_with("line 2: field 'tile_h' missing"), "{err}");
-        assert!(assemble("jump to=3").unwrap_err().to_string().contains("unknown instruction 'jump'"));
-        assert!(assemble("end bogus=1").unwrap_err().to_string().contains("unknown field 'bogus'"));
-        assert!(assemble("end wait.dma=1").unwrap_err().to_string().contains("unknown field 'wait.dma'"));
-        assert!(assemble("store addr=x dram=0 rows=1 row_bytes=1 dram_stride=0 buf_stride=0").unwrap_err().to_string().contains("'x' is not a u16"));
+        assert!(assemble("jump to=3")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown instruction 'jump'"));
+        assert!(assemble("end bogus=1")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field 'bogus'"));
+        assert!(assemble("end wait.dma=1")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field 'wait.dma'"));
+        assert!(
+            assemble("store addr=x dram=0 rows=1 row_bytes=1 dram_stride=0 buf_stride=0")
+                .unwrap_err()
+                .to_string()
+                .contains("'x' is not a u16")
+        );
     }
 
     proptest! {

@@ -31,9 +31,16 @@ impl Reference {
         let wide_weights = model
             .layers
             .iter()
-            .map(|l| l.op.mac_params().map_or_else(Vec::new, |p| p.weights.iter().map(|&w| w as i16).collect()))
+            .map(|l| {
+                l.op.mac_params()
+                    .map_or_else(Vec::new, |p| p.weights.iter().map(|&w| w as i16).collect())
+            })
             .collect();
-        Reference { model, input_slots, wide_weights }
+        Reference {
+            model,
+            input_slots,
+            wide_weights,
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -79,7 +86,10 @@ impl Reference {
             Op::GlobalAvgPool { requant } => global_avg_pool(*requant, x, x_type, &layer.output),
             Op::Add(rescale) => {
                 let b = inputs[1].0;
-                x.iter().zip(b).map(|(&a, &b)| arith::residual_add(a, b, *rescale, layer.output.dtype)).collect()
+                x.iter()
+                    .zip(b)
+                    .map(|(&a, &b)| arith::residual_add(a, b, *rescale, layer.output.dtype))
+                    .collect()
             }
             Op::Flatten => x.to_vec(),
         }
@@ -90,7 +100,11 @@ fn slot_of(model: &Model, name: &str) -> usize {
     if name == INPUT_NAME {
         return 0;
     }
-    1 + model.layers.iter().position(|l| l.name == name).expect("validated models only name existing layers")
+    1 + model
+        .layers
+        .iter()
+        .position(|l| l.name == name)
+        .expect("validated models only name existing layers")
 }
 
 impl Backend for Reference {
@@ -178,7 +192,13 @@ fn linear_layer(linear: &Linear, weights: &[i16], x: &[i32], out: &TensorType) -
 }
 
 /// Apply `reduce` to every pooling window of every channel.
-fn pool_windows(pool: &Pool, x: &[i32], x_type: &TensorType, out: &TensorType, reduce: impl Fn(&mut dyn Iterator<Item = i32>) -> i32) -> Vec<i32> {
+fn pool_windows(
+    pool: &Pool,
+    x: &[i32],
+    x_type: &TensorType,
+    out: &TensorType,
+    reduce: impl Fn(&mut dyn Iterator<Item = i32>) -> i32,
+) -> Vec<i32> {
     let [_, h, w] = x_type.shape;
     let [c, oh, ow] = out.shape;
     let [kh, kw] = pool.kernel;
@@ -197,7 +217,9 @@ fn pool_windows(pool: &Pool, x: &[i32], x_type: &TensorType, out: &TensorType, r
 }
 
 fn max_pool(pool: &Pool, x: &[i32], x_type: &TensorType, out: &TensorType) -> Vec<i32> {
-    pool_windows(pool, x, x_type, out, |w: &mut dyn Iterator<Item = i32>| w.max().expect("windows are non-empty"))
+    pool_windows(pool, x, x_type, out, |w: &mut dyn Iterator<Item = i32>| {
+        w.max().expect("windows are non-empty")
+    })
 }
 
 fn avg_pool(pool: &Pool, rq: Requant, x: &[i32], x_type: &TensorType, out: &TensorType) -> Vec<i32> {

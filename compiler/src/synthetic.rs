@@ -13,11 +13,18 @@ use crate::ir::{MacParams, Model};
 use crate::validate::ModelError;
 use crate::zoo::{Arch, Block, ConvSpec};
 
-
 /// Random MAC parameters for `outputs` channels of `products` products each.
-pub fn random_mac_params(rng: &mut ChaCha8Rng, outputs: usize, products: usize, weight_bits: u8, input: DType) -> MacParams {
+pub fn random_mac_params(
+    rng: &mut ChaCha8Rng,
+    outputs: usize,
+    products: usize,
+    weight_bits: u8,
+    input: DType,
+) -> MacParams {
     let w = DType::signed(weight_bits);
-    let weights = (0..outputs * products).map(|_| rng.gen_range(w.min()..=w.max()) as i8).collect();
+    let weights = (0..outputs * products)
+        .map(|_| rng.gen_range(w.min()..=w.max()) as i8)
+        .collect();
     let bias_span = (products as i32).saturating_mul(input.max() / 2 + 1).max(1);
     let bias = (0..outputs).map(|_| rng.gen_range(-bias_span..=bias_span)).collect();
     // A typical |acc| is about sqrt(K) * (max|x|/2) * (max|w|/2); map it to ~1/4 of the output range.
@@ -29,20 +36,36 @@ pub fn random_mac_params(rng: &mut ChaCha8Rng, outputs: usize, products: usize, 
         })
         .collect();
     let weight_scales = (0..outputs).map(|_| rng.gen_range(0.001f32..0.1)).collect();
-    MacParams { weight_bits, weights, weight_scales, bias, requant }
+    MacParams {
+        weight_bits,
+        weights,
+        weight_scales,
+        bias,
+        requant,
+    }
 }
 
 fn relu_out(p: Precision) -> OutType {
-    OutType { dtype: DType::unsigned(p.activation_bits), scale: 0.05 }
+    OutType {
+        dtype: DType::unsigned(p.activation_bits),
+        scale: 0.05,
+    }
 }
 
 fn out_type(p: Precision, relu: bool) -> OutType {
-    let dtype = if relu { DType::unsigned(p.activation_bits) } else { DType::signed(p.activation_bits) };
+    let dtype = if relu {
+        DType::unsigned(p.activation_bits)
+    } else {
+        DType::signed(p.activation_bits)
+    };
     OutType { dtype, scale: 0.05 }
 }
 
 fn logits_out() -> OutType {
-    OutType { dtype: DType::signed(16), scale: 0.01 }
+    OutType {
+        dtype: DType::signed(16),
+        scale: 0.01,
+    }
 }
 
 fn conv(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, g: ConvGeometry, p: Precision, out: OutType) {
@@ -59,11 +82,23 @@ fn linear(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, name: &str, outputs: usize
 }
 
 fn geometry(c: &ConvSpec) -> ConvGeometry {
-    ConvGeometry { out_channels: c.out_channels, kernel: [c.kernel; 2], stride: [c.stride; 2], padding: [c.padding; 2] }
+    ConvGeometry {
+        out_channels: c.out_channels,
+        kernel: [c.kernel; 2],
+        stride: [c.stride; 2],
+        padding: [c.padding; 2],
+    }
 }
 
 /// A zoo architecture with random parameters; the last linear layer gives 16-bit logits.
-pub fn random_model(arch: Arch, input: [usize; 3], classes: usize, width: f64, p: Precision, seed: u64) -> Result<Model, ModelError> {
+pub fn random_model(
+    arch: Arch,
+    input: [usize; 3],
+    classes: usize,
+    width: f64,
+    p: Precision,
+    seed: u64,
+) -> Result<Model, ModelError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut b = ModelBuilder::new(&format!("{arch}-random"), input);
     let blocks = arch.blocks(classes, width);
@@ -92,11 +127,25 @@ pub fn random_model(arch: Arch, input: [usize; 3], classes: usize, width: f64, p
     b.build()
 }
 
-fn residual(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, prefix: &str, body: &[ConvSpec], shortcut: Option<&ConvSpec>, p: Precision) {
+fn residual(
+    b: &mut ModelBuilder,
+    rng: &mut ChaCha8Rng,
+    prefix: &str,
+    body: &[ConvSpec],
+    shortcut: Option<&ConvSpec>,
+    p: Precision,
+) {
     let block_input = b.current_name().to_string();
     let skip = match shortcut {
         Some(c) => {
-            conv(b, rng, &format!("{prefix}shortcut"), geometry(c), p, out_type(p, c.relu));
+            conv(
+                b,
+                rng,
+                &format!("{prefix}shortcut"),
+                geometry(c),
+                p,
+                out_type(p, c.relu),
+            );
             b.current_name().to_string()
         }
         None => block_input.clone(),
@@ -105,7 +154,11 @@ fn residual(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, prefix: &str, body: &[Co
     for (j, c) in body.iter().enumerate() {
         conv(b, rng, &format!("{prefix}conv{j}"), geometry(c), p, out_type(p, c.relu));
     }
-    let rescale = AddRescale { multiplier_a: rng.gen_range(1..4096), multiplier_b: rng.gen_range(1..4096), shift: 12 };
+    let rescale = AddRescale {
+        multiplier_a: rng.gen_range(1..4096),
+        multiplier_b: rng.gen_range(1..4096),
+        shift: 12,
+    };
     b.add(&format!("{prefix}add"), &skip, rescale, relu_out(p));
 }
 
@@ -125,11 +178,37 @@ pub fn tiny_resnet(input: [usize; 3], classes: usize, p: Precision, seed: u64) -
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut b = ModelBuilder::new("tiny-resnet-random", input);
     conv(&mut b, &mut rng, "stem", ConvGeometry::square(8, 3, 1), p, relu_out(p));
-    conv(&mut b, &mut rng, "block_a", ConvGeometry::square(8, 3, 1), p, relu_out(p));
-    conv(&mut b, &mut rng, "block_b", ConvGeometry::square(8, 3, 1), p, OutType { dtype: DType::signed(p.activation_bits), scale: 0.05 });
-    let rescale = AddRescale { multiplier_a: rng.gen_range(1..4096), multiplier_b: rng.gen_range(1..4096), shift: 12 };
+    conv(
+        &mut b,
+        &mut rng,
+        "block_a",
+        ConvGeometry::square(8, 3, 1),
+        p,
+        relu_out(p),
+    );
+    conv(
+        &mut b,
+        &mut rng,
+        "block_b",
+        ConvGeometry::square(8, 3, 1),
+        p,
+        OutType {
+            dtype: DType::signed(p.activation_bits),
+            scale: 0.05,
+        },
+    );
+    let rescale = AddRescale {
+        multiplier_a: rng.gen_range(1..4096),
+        multiplier_b: rng.gen_range(1..4096),
+        shift: 12,
+    };
     b.add("residual", "stem", rescale, relu_out(p));
-    let down = ConvGeometry { out_channels: 16, kernel: [3, 3], stride: [2, 2], padding: [1, 1] };
+    let down = ConvGeometry {
+        out_channels: 16,
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+    };
     conv(&mut b, &mut rng, "down", down, p, relu_out(p));
     b.avg_pool("avg", 2, 2, Requant::from_factor(0.25).expect("in range"), relu_out(p));
     b.flatten("flat");

@@ -21,19 +21,34 @@ pub struct ConvSpec {
 impl ConvSpec {
     /// `k x k`, stride `s`, "same" padding, ReLU.
     pub fn relu(out_channels: usize, kernel: usize, stride: usize) -> Self {
-        ConvSpec { out_channels, kernel, stride, padding: kernel / 2, relu: true }
+        ConvSpec {
+            out_channels,
+            kernel,
+            stride,
+            padding: kernel / 2,
+            relu: true,
+        }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Block {
     Conv(ConvSpec),
-    MaxPool { kernel: usize, stride: usize },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+    },
     GlobalAvgPool,
     Flatten,
-    Linear { out_features: usize, relu: bool },
+    Linear {
+        out_features: usize,
+        relu: bool,
+    },
     /// `relu(body(x) + shortcut(x))`; the shortcut is the identity when `None`.
-    Residual { body: Vec<ConvSpec>, shortcut: Option<ConvSpec> },
+    Residual {
+        body: Vec<ConvSpec>,
+        shortcut: Option<ConvSpec>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,7 +106,13 @@ impl FromStr for Arch {
 }
 
 fn valid_conv(out_channels: usize) -> ConvSpec {
-    ConvSpec { out_channels, kernel: 3, stride: 1, padding: 0, relu: true }
+    ConvSpec {
+        out_channels,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+        relu: true,
+    }
 }
 
 /// conv32-pool-conv64-pool-conv64-fc64-fc (3x3 convs without padding): ~2.8 M MACs
@@ -104,8 +125,14 @@ fn small_cnn(classes: usize, ch: impl Fn(usize) -> usize) -> Vec<Block> {
         Block::MaxPool { kernel: 2, stride: 2 },
         Block::Conv(valid_conv(ch(64))),
         Block::Flatten,
-        Block::Linear { out_features: ch(64), relu: true },
-        Block::Linear { out_features: classes, relu: false },
+        Block::Linear {
+            out_features: ch(64),
+            relu: true,
+        },
+        Block::Linear {
+            out_features: classes,
+            relu: false,
+        },
     ]
 }
 
@@ -122,19 +149,39 @@ fn cnv(classes: usize, ch: impl Fn(usize) -> usize) -> Vec<Block> {
     }
     blocks.push(Block::GlobalAvgPool);
     blocks.push(Block::Flatten);
-    blocks.push(Block::Linear { out_features: ch(512), relu: true });
-    blocks.push(Block::Linear { out_features: ch(512), relu: true });
-    blocks.push(Block::Linear { out_features: classes, relu: false });
+    blocks.push(Block::Linear {
+        out_features: ch(512),
+        relu: true,
+    });
+    blocks.push(Block::Linear {
+        out_features: ch(512),
+        relu: true,
+    });
+    blocks.push(Block::Linear {
+        out_features: classes,
+        relu: false,
+    });
     blocks
 }
 
 /// A basic residual block: two 3x3 convs; a strided 1x1 projection when the shape changes.
 fn basic_block(in_channels: usize, out_channels: usize, stride: usize) -> Block {
     let first = ConvSpec::relu(out_channels, 3, stride);
-    let second = ConvSpec { relu: false, ..ConvSpec::relu(out_channels, 3, 1) };
-    let shortcut = (stride != 1 || in_channels != out_channels)
-        .then_some(ConvSpec { out_channels, kernel: 1, stride, padding: 0, relu: false });
-    Block::Residual { body: vec![first, second], shortcut }
+    let second = ConvSpec {
+        relu: false,
+        ..ConvSpec::relu(out_channels, 3, 1)
+    };
+    let shortcut = (stride != 1 || in_channels != out_channels).then_some(ConvSpec {
+        out_channels,
+        kernel: 1,
+        stride,
+        padding: 0,
+        relu: false,
+    });
+    Block::Residual {
+        body: vec![first, second],
+        shortcut,
+    }
 }
 
 fn stages(stem: usize, widths: &[usize], blocks_per_stage: usize) -> Vec<Block> {
@@ -153,13 +200,27 @@ fn stages(stem: usize, widths: &[usize], blocks_per_stage: usize) -> Vec<Block> 
 /// He et al.'s CIFAR ResNet-(6n+2): 16/32/64 channels, n blocks per stage.
 fn cifar_resnet(n: usize, classes: usize, ch: impl Fn(usize) -> usize) -> Vec<Block> {
     let mut blocks = stages(ch(16), &[ch(16), ch(32), ch(64)], n);
-    blocks.extend([Block::GlobalAvgPool, Block::Flatten, Block::Linear { out_features: classes, relu: false }]);
+    blocks.extend([
+        Block::GlobalAvgPool,
+        Block::Flatten,
+        Block::Linear {
+            out_features: classes,
+            relu: false,
+        },
+    ]);
     blocks
 }
 
 /// ResNet-18 with the CIFAR stem (3x3 conv, no max-pool): 64..512 channels, 2 blocks per stage.
 fn resnet18(classes: usize, ch: impl Fn(usize) -> usize) -> Vec<Block> {
     let mut blocks = stages(ch(64), &[ch(64), ch(128), ch(256), ch(512)], 2);
-    blocks.extend([Block::GlobalAvgPool, Block::Flatten, Block::Linear { out_features: classes, relu: false }]);
+    blocks.extend([
+        Block::GlobalAvgPool,
+        Block::Flatten,
+        Block::Linear {
+            out_features: classes,
+            relu: false,
+        },
+    ]);
     blocks
 }

@@ -1,9 +1,9 @@
 //! The functional model executes compiled programs exactly like the reference
 //! interpreter, for random layers, random arrays and random buffer sizes.
 
+use compiler::arith::DType;
 use compiler::arith::Precision;
 use compiler::builder::{ConvGeometry, ModelBuilder, OutType};
-use compiler::arith::DType;
 use compiler::functional::run_image;
 use compiler::hw::HwConfig;
 use compiler::lower::compile;
@@ -16,7 +16,9 @@ use rand_chacha::ChaCha8Rng;
 
 fn images(model: &Model, n: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| (0..model.input.elements()).map(|_| rng.gen()).collect()).collect()
+    (0..n)
+        .map(|_| (0..model.input.elements()).map(|_| rng.gen()).collect())
+        .collect()
 }
 
 fn assert_functional_matches(model: &Model, hw: &HwConfig, n: usize) {
@@ -24,7 +26,13 @@ fn assert_functional_matches(model: &Model, hw: &HwConfig, n: usize) {
     let reference = Reference::new(model.clone());
     for (i, image) in images(model, n, 7).iter().enumerate() {
         let got = run_image(&compiled, image).unwrap();
-        assert_eq!(got, reference.logits(image), "image {i} on {}x{} hw {hw:?}", hw.rows, hw.cols);
+        assert_eq!(
+            got,
+            reference.logits(image),
+            "image {i} on {}x{} hw {hw:?}",
+            hw.rows,
+            hw.cols
+        );
     }
 }
 
@@ -38,11 +46,38 @@ fn small_cnn_matches_reference_on_several_arrays() {
 
 #[test]
 fn residual_nets_match_reference_with_small_buffers() {
-    let model = synthetic::random_model(Arch::Resnet8, [3, 16, 16], 10, 0.5, Precision { weight_bits: 6, activation_bits: 7 }, 3).unwrap();
-    let hw = HwConfig { act_buffer_words: 160, weight_buffer_words: 64, acc_buffer_words: 24, out_buffer_words: 40, param_buffer_entries: 16, ..HwConfig::preset(4, 4).unwrap() };
+    let model = synthetic::random_model(
+        Arch::Resnet8,
+        [3, 16, 16],
+        10,
+        0.5,
+        Precision {
+            weight_bits: 6,
+            activation_bits: 7,
+        },
+        3,
+    )
+    .unwrap();
+    let hw = HwConfig {
+        act_buffer_words: 160,
+        weight_buffer_words: 64,
+        acc_buffer_words: 24,
+        out_buffer_words: 40,
+        param_buffer_entries: 16,
+        ..HwConfig::preset(4, 4).unwrap()
+    };
     assert_functional_matches(&model, &hw, 2);
     let tiny = synthetic::tiny_resnet([2, 9, 9], 5, Precision::W8A8, 4).unwrap();
-    assert_functional_matches(&tiny, &HwConfig { act_buffer_words: 64, acc_buffer_words: 8, out_buffer_words: 16, ..HwConfig::preset(3, 2).unwrap() }, 2);
+    assert_functional_matches(
+        &tiny,
+        &HwConfig {
+            act_buffer_words: 64,
+            acc_buffer_words: 8,
+            out_buffer_words: 16,
+            ..HwConfig::preset(3, 2).unwrap()
+        },
+        2,
+    );
 }
 
 /// A random conv layer (kernel 1/3/5, stride 1/2, padding, odd sizes) followed by a
@@ -56,10 +91,18 @@ fn random_case(seed: u64) -> (Model, HwConfig) {
     let out_channels = rng.gen_range(1..=64);
     let (wb, ab) = (rng.gen_range(2..=8), rng.gen_range(2..=8));
     let mut b = ModelBuilder::new("prop", input);
-    let g = ConvGeometry { out_channels, kernel: [k, k], stride: [stride, stride], padding: [padding, padding] };
+    let g = ConvGeometry {
+        out_channels,
+        kernel: [k, k],
+        stride: [stride, stride],
+        padding: [padding, padding],
+    };
     let p = random_mac_params(&mut rng, out_channels, input[0] * k * k, wb, DType::U8);
     let signed = rng.gen_bool(0.3);
-    let out = OutType { dtype: DType { bits: ab, signed }, scale: 0.1 };
+    let out = OutType {
+        dtype: DType { bits: ab, signed },
+        scale: 0.1,
+    };
     b.conv2d("conv", g, p, out);
     if rng.gen_bool(0.5) && b.current().shape[1] >= 2 && b.current().shape[2] >= 2 {
         b.max_pool("pool", 2, 2);
@@ -67,7 +110,15 @@ fn random_case(seed: u64) -> (Model, HwConfig) {
     b.flatten("flat");
     let n = b.current().elements();
     let fc = random_mac_params(&mut rng, 3, n, wb, DType { bits: ab, signed });
-    b.linear("fc", 3, fc, OutType { dtype: DType::signed(16), scale: 0.1 });
+    b.linear(
+        "fc",
+        3,
+        fc,
+        OutType {
+            dtype: DType::signed(16),
+            scale: 0.1,
+        },
+    );
     let model = b.build().expect("valid random model");
     let (rows, cols) = (rng.gen_range(1..=16), rng.gen_range(1..=16));
     let base = HwConfig::preset(rows, cols).unwrap();
@@ -121,5 +172,8 @@ fn the_functional_backend_takes_images_as_the_reference_does() {
     let backend = compiler::functional::Functional::new(compile(&model, &HwConfig::preset(8, 8).unwrap()).unwrap());
     let batch: Vec<u8> = images(&model, 3, 1).concat();
     assert_eq!(backend.input_len(), 784);
-    assert_eq!(backend.infer(&batch).unwrap().logits, Reference::new(model).infer(&batch).unwrap().logits);
+    assert_eq!(
+        backend.infer(&batch).unwrap().logits,
+        Reference::new(model).infer(&batch).unwrap().logits
+    );
 }

@@ -8,7 +8,16 @@ use compiler::synthetic::{self, Precision};
 use compiler::{Model, ModelError};
 
 fn tiny_model() -> Model {
-    synthetic::tiny_resnet([1, 8, 8], 3, Precision { weight_bits: 4, activation_bits: 6 }, 7).unwrap()
+    synthetic::tiny_resnet(
+        [1, 8, 8],
+        3,
+        Precision {
+            weight_bits: 4,
+            activation_bits: 6,
+        },
+        7,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -29,7 +38,10 @@ fn every_flipped_byte_is_refused() {
         for mask in [0xFFu8, 0x01] {
             let mut bad = bytes.clone();
             bad[pos] ^= mask;
-            assert!(from_bytes(&bad).is_err(), "flipping byte {pos} with {mask:#x} was not detected");
+            assert!(
+                from_bytes(&bad).is_err(),
+                "flipping byte {pos} with {mask:#x} was not detected"
+            );
         }
     }
 }
@@ -49,7 +61,10 @@ fn wrong_version_is_refused_by_name() {
     model.format_version = 99;
     let err = from_bytes(&to_bytes(&model).unwrap()).unwrap_err();
     assert_eq!(err, ModelError::Version { found: 99, expected: 1 });
-    assert_eq!(err.to_string(), "unsupported format version 99 (this build reads version 1)");
+    assert_eq!(
+        err.to_string(),
+        "unsupported format version 99 (this build reads version 1)"
+    );
 }
 
 #[test]
@@ -81,7 +96,10 @@ fn save_refuses_invalid_models_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     let mut model = tiny_model();
-    model.layers[0].op.mac_params_mut().unwrap().requant[0] = Requant { multiplier: 1 << 16, shift: 3 };
+    model.layers[0].op.mac_params_mut().unwrap().requant[0] = Requant {
+        multiplier: 1 << 16,
+        shift: 3,
+    };
     let err = save(&model, &path).unwrap_err().to_string();
     assert!(err.contains("layer 'stem': field 'requant': channel 0"), "{err}");
     assert!(!path.exists());
@@ -100,11 +118,27 @@ fn conv_params(outputs: usize, products: usize, bias: i32) -> MacParams {
 fn one_conv_model(bias: i32, geometry: ConvGeometry) -> Result<Model, ModelError> {
     let mut b = ModelBuilder::new("t", [1, 4, 4]);
     let products = geometry.kernel[0] * geometry.kernel[1];
-    let out = OutType { dtype: DType::S8, scale: 0.1 };
-    b.conv2d("conv", geometry, conv_params(geometry.out_channels, products, bias), out);
+    let out = OutType {
+        dtype: DType::S8,
+        scale: 0.1,
+    };
+    b.conv2d(
+        "conv",
+        geometry,
+        conv_params(geometry.out_channels, products, bias),
+        out,
+    );
     b.flatten("flat");
     let lin = conv_params(2, b.current().elements(), 0);
-    b.linear("fc", 2, lin, OutType { dtype: DType::signed(16), scale: 0.1 });
+    b.linear(
+        "fc",
+        2,
+        lin,
+        OutType {
+            dtype: DType::signed(16),
+            scale: 0.1,
+        },
+    );
     b.build()
 }
 
@@ -119,7 +153,12 @@ fn accumulator_overflow_risk_is_refused() {
 
 #[test]
 fn impossible_geometry_is_refused() {
-    let g = ConvGeometry { out_channels: 1, kernel: [7, 7], stride: [1, 1], padding: [0, 0] };
+    let g = ConvGeometry {
+        out_channels: 1,
+        kernel: [7, 7],
+        stride: [1, 1],
+        padding: [0, 0],
+    };
     let err = one_conv_model(0, g).unwrap_err().to_string();
     assert!(err.contains("layer 'conv': field 'kernel'"), "{err}");
 }
@@ -130,7 +169,10 @@ fn shape_chaining_is_checked() {
     let flat = model.layers.iter_mut().find(|l| matches!(l.op, Op::Flatten)).unwrap();
     flat.output.shape[0] += 1;
     let err = from_bytes(&to_bytes(&model).unwrap()).unwrap_err().to_string();
-    assert!(err.contains("layer 'flat': field 'output.shape': expected [64, 1, 1]"), "{err}");
+    assert!(
+        err.contains("layer 'flat': field 'output.shape': expected [64, 1, 1]"),
+        "{err}"
+    );
 }
 
 #[test]

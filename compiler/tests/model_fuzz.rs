@@ -11,7 +11,16 @@ use proptest::prelude::*;
 const EXTREMES: [usize; 8] = [0, 1, 2, 3, 255, 1 << 31, usize::MAX / 2, usize::MAX];
 
 fn base_model() -> Model {
-    synthetic::tiny_resnet([2, 6, 6], 3, Precision { weight_bits: 3, activation_bits: 5 }, 11).unwrap()
+    synthetic::tiny_resnet(
+        [2, 6, 6],
+        3,
+        Precision {
+            weight_bits: 3,
+            activation_bits: 5,
+        },
+        11,
+    )
+    .unwrap()
 }
 
 /// Overwrite one structural field of one layer with `v`.

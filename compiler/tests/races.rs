@@ -23,41 +23,138 @@ enum Mem {
 /// (memory, byte range, is_write) of everything an instruction touches.
 fn accesses(hw: &HwConfig, op: &Op) -> Vec<(Mem, std::ops::Range<usize>, bool)> {
     let (r, c) = (hw.rows, hw.cols);
-    let rows_of = |base: usize, n: usize, stride: usize, len: usize| (0..n).map(move |i| base + i * stride..base + i * stride + len);
+    let rows_of = |base: usize, n: usize, stride: usize, len: usize| {
+        (0..n).map(move |i| base + i * stride..base + i * stride + len)
+    };
     let mut out = Vec::new();
     match *op {
-        Op::Load { buffer: b, addr, dram, rows, row_bytes, dram_stride, buf_stride } => {
+        Op::Load {
+            buffer: b,
+            addr,
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            buf_stride,
+        } => {
             let (mem, word) = match b {
                 buffer::ACT => (Mem::Act, r),
                 buffer::WGT => (Mem::Wgt, c),
                 _ => (Mem::Param, PARAM_ENTRY_BYTES),
             };
-            out.extend(rows_of(dram as usize, rows as usize, dram_stride as usize, row_bytes as usize).map(|x| (Mem::Dram, x, false)));
-            out.extend(rows_of(addr as usize * word, rows as usize, buf_stride as usize * word, row_bytes as usize).map(|x| (mem, x, true)));
+            out.extend(
+                rows_of(dram as usize, rows as usize, dram_stride as usize, row_bytes as usize)
+                    .map(|x| (Mem::Dram, x, false)),
+            );
+            out.extend(
+                rows_of(
+                    addr as usize * word,
+                    rows as usize,
+                    buf_stride as usize * word,
+                    row_bytes as usize,
+                )
+                .map(|x| (mem, x, true)),
+            );
         }
-        Op::Store { addr, dram, rows, row_bytes, dram_stride, buf_stride } => {
-            out.extend(rows_of(addr as usize * r, rows as usize, buf_stride as usize * r, row_bytes as usize).map(|x| (Mem::Out, x, false)));
-            out.extend(rows_of(dram as usize, rows as usize, dram_stride as usize, row_bytes as usize).map(|x| (Mem::Dram, x, true)));
+        Op::Store {
+            addr,
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            buf_stride,
+        } => {
+            out.extend(
+                rows_of(
+                    addr as usize * r,
+                    rows as usize,
+                    buf_stride as usize * r,
+                    row_bytes as usize,
+                )
+                .map(|x| (Mem::Out, x, false)),
+            );
+            out.extend(
+                rows_of(dram as usize, rows as usize, dram_stride as usize, row_bytes as usize)
+                    .map(|x| (Mem::Dram, x, true)),
+            );
         }
-        Op::Matmul { act, tile_h, tile_w, groups, wgt, slice_begin, slice_end, acc, out_h, out_w, .. } => {
+        Op::Matmul {
+            act,
+            tile_h,
+            tile_w,
+            groups,
+            wgt,
+            slice_begin,
+            slice_end,
+            acc,
+            out_h,
+            out_w,
+            ..
+        } => {
             let act_words = tile_h as usize * tile_w as usize * groups as usize;
             out.push((Mem::Act, act as usize * r..(act as usize + act_words) * r, false));
-            out.push((Mem::Wgt, wgt as usize * c..(wgt as usize + (slice_end - slice_begin) as usize * r) * c, false));
-            out.push((Mem::Acc, acc as usize * c..(acc as usize + out_h as usize * out_w as usize) * c, true));
+            out.push((
+                Mem::Wgt,
+                wgt as usize * c..(wgt as usize + (slice_end - slice_begin) as usize * r) * c,
+                false,
+            ));
+            out.push((
+                Mem::Acc,
+                acc as usize * c..(acc as usize + out_h as usize * out_w as usize) * c,
+                true,
+            ));
         }
-        Op::Post { acc, pixels, param, channels, out: o, out_stride, lane, bits, .. } => {
+        Op::Post {
+            acc,
+            pixels,
+            param,
+            channels,
+            out: o,
+            out_stride,
+            lane,
+            bits,
+            ..
+        } => {
             let e = if bits > 8 { 2 } else { 1 };
             out.push((Mem::Acc, acc as usize * c..(acc as usize + pixels as usize) * c, false));
-            out.push((Mem::Param, param as usize * PARAM_ENTRY_BYTES..(param as usize + channels as usize) * PARAM_ENTRY_BYTES, false));
+            out.push((
+                Mem::Param,
+                param as usize * PARAM_ENTRY_BYTES..(param as usize + channels as usize) * PARAM_ENTRY_BYTES,
+                false,
+            ));
             let start = o as usize * r;
-            out.push((Mem::Out, start..start + (pixels as usize - 1) * out_stride as usize + (lane as usize + channels as usize) * e, true));
+            out.push((
+                Mem::Out,
+                start..start + (pixels as usize - 1) * out_stride as usize + (lane as usize + channels as usize) * e,
+                true,
+            ));
         }
-        Op::Pool { act, tile_w, groups, kernel_h, stride, out_h, out_w, out: o, .. } => {
+        Op::Pool {
+            act,
+            tile_w,
+            groups,
+            kernel_h,
+            stride,
+            out_h,
+            out_w,
+            out: o,
+            ..
+        } => {
             let in_rows = (out_h as usize - 1) * stride as usize + kernel_h as usize;
-            out.push((Mem::Act, act as usize * r..(act as usize + in_rows * tile_w as usize * groups as usize) * r, false));
-            out.push((Mem::Out, o as usize * r..(o as usize + out_h as usize * out_w as usize * groups as usize) * r, true));
+            out.push((
+                Mem::Act,
+                act as usize * r..(act as usize + in_rows * tile_w as usize * groups as usize) * r,
+                false,
+            ));
+            out.push((
+                Mem::Out,
+                o as usize * r..(o as usize + out_h as usize * out_w as usize * groups as usize) * r,
+                true,
+            ));
         }
-        Op::Add { a, b, out: o, words, .. } => {
+        Op::Add {
+            a, b, out: o, words, ..
+        } => {
             for x in [a, b] {
                 out.push((Mem::Act, x as usize * r..(x as usize + words as usize) * r, false));
             }
@@ -87,7 +184,12 @@ fn assert_race_free(hw: &HwConfig, program: &[Instruction]) {
             }
             for (mi, ri, wi) in &acc[i] {
                 for (mj, rj, wj) in &acc[j] {
-                    assert!(!(mi == mj && (*wi || *wj) && overlaps(ri, rj)), "race between {i} ({}) and {j} ({}) on {mi:?}", program[i], program[j]);
+                    assert!(
+                        !(mi == mj && (*wi || *wj) && overlaps(ri, rj)),
+                        "race between {i} ({}) and {j} ({}) on {mi:?}",
+                        program[i],
+                        program[j]
+                    );
                 }
             }
         }
@@ -101,9 +203,20 @@ fn compiled_programs_are_race_free() {
         synthetic::random_model(Arch::Resnet8, [3, 16, 16], 10, 0.5, Precision::W8A8, 0).unwrap(),
         synthetic::tiny_resnet([2, 9, 9], 4, Precision::W8A8, 0).unwrap(),
     ];
-    let small = HwConfig { act_buffer_words: 320, weight_buffer_words: 32, acc_buffer_words: 16, out_buffer_words: 64, param_buffer_entries: 16, ..HwConfig::preset(4, 4).unwrap() };
+    let small = HwConfig {
+        act_buffer_words: 320,
+        weight_buffer_words: 32,
+        acc_buffer_words: 16,
+        out_buffer_words: 64,
+        param_buffer_entries: 16,
+        ..HwConfig::preset(4, 4).unwrap()
+    };
     for model in &models {
-        for hw in [HwConfig::preset(8, 8).unwrap(), HwConfig::preset(2, 3).unwrap(), small.clone()] {
+        for hw in [
+            HwConfig::preset(8, 8).unwrap(),
+            HwConfig::preset(2, 3).unwrap(),
+            small.clone(),
+        ] {
             let compiled = compile(model, &hw).unwrap_or_else(|e| panic!("{}: {e}", model.name));
             assert_race_free(&hw, &compiled.program);
         }

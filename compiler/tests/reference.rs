@@ -17,7 +17,11 @@ fn round_half_up(p: i128, s: u8) -> i128 {
 }
 
 fn saturate(v: i128, t: DType) -> i32 {
-    let (lo, hi) = if t.signed { (-(1i128 << (t.bits - 1)), (1i128 << (t.bits - 1)) - 1) } else { (0, (1i128 << t.bits) - 1) };
+    let (lo, hi) = if t.signed {
+        (-(1i128 << (t.bits - 1)), (1i128 << (t.bits - 1)) - 1)
+    } else {
+        (0, (1i128 << t.bits) - 1)
+    };
     v.clamp(lo, hi) as i32
 }
 
@@ -63,7 +67,10 @@ fn naive_layer(layer: &Layer, ins: &[(&Vec<i32>, &TensorType)]) -> Vec<i32> {
         Op::Linear(l) => {
             let p = &l.params;
             for o in 0..l.out_features {
-                let acc: i128 = p.bias[o] as i128 + (0..l.in_features).map(|i| x[i] as i128 * p.weights[o * l.in_features + i] as i128).sum::<i128>();
+                let acc: i128 = p.bias[o] as i128
+                    + (0..l.in_features)
+                        .map(|i| x[i] as i128 * p.weights[o * l.in_features + i] as i128)
+                        .sum::<i128>();
                 y.push(requant(acc, p.requant[o], out.dtype));
             }
         }
@@ -73,7 +80,15 @@ fn naive_layer(layer: &Layer, ins: &[(&Vec<i32>, &TensorType)]) -> Vec<i32> {
                     for ox in 0..ow {
                         let vals: Vec<i128> = (0..pool.kernel[0])
                             .flat_map(|ky| (0..pool.kernel[1]).map(move |kx| (ky, kx)))
-                            .map(|(ky, kx)| at(x, xt.shape, c, (oy * pool.stride[0] + ky) as isize, (ox * pool.stride[1] + kx) as isize))
+                            .map(|(ky, kx)| {
+                                at(
+                                    x,
+                                    xt.shape,
+                                    c,
+                                    (oy * pool.stride[0] + ky) as isize,
+                                    (ox * pool.stride[1] + kx) as isize,
+                                )
+                            })
                             .collect();
                         y.push(match &layer.op {
                             Op::AvgPool { requant: rq, .. } => requant(vals.iter().sum(), *rq, out.dtype),
@@ -86,7 +101,11 @@ fn naive_layer(layer: &Layer, ins: &[(&Vec<i32>, &TensorType)]) -> Vec<i32> {
         Op::GlobalAvgPool { requant: rq } => {
             let hw = xt.shape[1] * xt.shape[2];
             for c in 0..oc {
-                y.push(requant(x[c * hw..(c + 1) * hw].iter().map(|&v| v as i128).sum(), *rq, out.dtype));
+                y.push(requant(
+                    x[c * hw..(c + 1) * hw].iter().map(|&v| v as i128).sum(),
+                    *rq,
+                    out.dtype,
+                ));
             }
         }
         Op::Add(r) => {
@@ -102,12 +121,22 @@ fn naive_layer(layer: &Layer, ins: &[(&Vec<i32>, &TensorType)]) -> Vec<i32> {
 }
 
 fn naive_logits(model: &Model, image: &[u8]) -> Vec<i32> {
-    let mut values: Vec<(String, Vec<i32>, TensorType)> = vec![(INPUT_NAME.into(), image.iter().map(|&v| v as i32).collect(), model.input.clone())];
+    let mut values: Vec<(String, Vec<i32>, TensorType)> = vec![(
+        INPUT_NAME.into(),
+        image.iter().map(|&v| v as i32).collect(),
+        model.input.clone(),
+    )];
     for layer in &model.layers {
         let ins: Vec<(&Vec<i32>, &TensorType)> = layer
             .inputs
             .iter()
-            .map(|n| values.iter().find(|(name, _, _)| name == n).map(|(_, v, t)| (v, t)).unwrap())
+            .map(|n| {
+                values
+                    .iter()
+                    .find(|(name, _, _)| name == n)
+                    .map(|(_, v, t)| (v, t))
+                    .unwrap()
+            })
             .collect();
         let y = naive_layer(layer, &ins);
         values.push((layer.name.clone(), y, layer.output.clone()));
@@ -118,7 +147,13 @@ fn naive_logits(model: &Model, image: &[u8]) -> Vec<i32> {
 fn random_images(rng: &mut ChaCha8Rng, model: &Model, n: usize) -> Vec<u8> {
     let len = model.input.elements() * n;
     // Mix uniform noise with saturated pixels so the extremes 0 and 255 occur often.
-    (0..len).map(|_| match rng.gen_range(0..4) { 0 => 0, 1 => 255, _ => rng.gen() }).collect()
+    (0..len)
+        .map(|_| match rng.gen_range(0..4) {
+            0 => 0,
+            1 => 255,
+            _ => rng.gen(),
+        })
+        .collect()
 }
 
 fn assert_reference_matches_naive(model: &Model, seed: u64, n: usize) {
@@ -140,23 +175,58 @@ fn small_cnn_matches_naive_evaluation() {
 #[test]
 fn tiny_resnet_matches_naive_evaluation_at_low_precision() {
     for (wb, ab) in [(8, 8), (4, 4), (2, 3), (5, 7)] {
-        let model = synthetic::tiny_resnet([3, 12, 12], 5, Precision { weight_bits: wb, activation_bits: ab }, wb as u64).unwrap();
+        let model = synthetic::tiny_resnet(
+            [3, 12, 12],
+            5,
+            Precision {
+                weight_bits: wb,
+                activation_bits: ab,
+            },
+            wb as u64,
+        )
+        .unwrap();
         assert_reference_matches_naive(&model, 2, 3);
     }
 }
 
 /// A random conv stack with random geometry and extreme requantizers: u8 input, a
 /// conv with signed output (so the second conv multiplies signed by signed, -128 included).
-fn random_conv_model(seed: u64, g1: ConvGeometry, g2: ConvGeometry, bits: (u8, u8), input: [usize; 3]) -> Option<Model> {
+fn random_conv_model(
+    seed: u64,
+    g1: ConvGeometry,
+    g2: ConvGeometry,
+    bits: (u8, u8),
+    input: [usize; 3],
+) -> Option<Model> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut b = ModelBuilder::new("prop", input);
     let extreme = |rng: &mut ChaCha8Rng, p: &mut MacParams| {
         for rq in &mut p.requant {
             match rng.gen_range(0..6) {
-                0 => *rq = Requant { multiplier: 0xFFFF, shift: 47 },
-                1 => *rq = Requant { multiplier: 0xFFFF, shift: 0 },
-                2 => *rq = Requant { multiplier: 0, shift: 5 },
-                3 => *rq = Requant { multiplier: rng.gen_range(1..0x10000), shift: rng.gen_range(0..=47) },
+                0 => {
+                    *rq = Requant {
+                        multiplier: 0xFFFF,
+                        shift: 47,
+                    }
+                }
+                1 => {
+                    *rq = Requant {
+                        multiplier: 0xFFFF,
+                        shift: 0,
+                    }
+                }
+                2 => {
+                    *rq = Requant {
+                        multiplier: 0,
+                        shift: 5,
+                    }
+                }
+                3 => {
+                    *rq = Requant {
+                        multiplier: rng.gen_range(1..0x10000),
+                        shift: rng.gen_range(0..=47),
+                    }
+                }
                 _ => {}
             }
         }
@@ -167,15 +237,39 @@ fn random_conv_model(seed: u64, g1: ConvGeometry, g2: ConvGeometry, bits: (u8, u
     let k1 = input[0] * g1.kernel[0] * g1.kernel[1];
     let mut p1 = random_mac_params(&mut rng, g1.out_channels, k1, bits.0, DType::U8);
     extreme(&mut rng, &mut p1);
-    b.conv2d("c1", g1, p1, OutType { dtype: DType::signed(bits.1), scale: 0.1 });
+    b.conv2d(
+        "c1",
+        g1,
+        p1,
+        OutType {
+            dtype: DType::signed(bits.1),
+            scale: 0.1,
+        },
+    );
     let k2 = g1.out_channels * g2.kernel[0] * g2.kernel[1];
     let mut p2 = random_mac_params(&mut rng, g2.out_channels, k2, bits.0, DType::signed(bits.1));
     extreme(&mut rng, &mut p2);
-    b.conv2d("c2", g2, p2, OutType { dtype: DType::unsigned(bits.1), scale: 0.1 });
+    b.conv2d(
+        "c2",
+        g2,
+        p2,
+        OutType {
+            dtype: DType::unsigned(bits.1),
+            scale: 0.1,
+        },
+    );
     b.flatten("flat");
     let k3 = b.current().elements();
     let p3 = random_mac_params(&mut rng, 3, k3, bits.0, DType::unsigned(bits.1));
-    b.linear("fc", 3, p3, OutType { dtype: DType::signed(16), scale: 0.1 });
+    b.linear(
+        "fc",
+        3,
+        p3,
+        OutType {
+            dtype: DType::signed(16),
+            scale: 0.1,
+        },
+    );
     b.build().ok()
 }
 
@@ -211,14 +305,47 @@ fn hand_built_model_has_known_outputs() {
         weights: vec![3, -128],
         weight_scales: vec![0.1, 0.1],
         bias: vec![1, 0],
-        requant: vec![Requant { multiplier: 1, shift: 1 }, Requant::IDENTITY],
+        requant: vec![
+            Requant {
+                multiplier: 1,
+                shift: 1,
+            },
+            Requant::IDENTITY,
+        ],
     };
-    let g = ConvGeometry { out_channels: 2, kernel: [1, 1], stride: [1, 1], padding: [0, 0] };
-    b.conv2d("conv", g, params, OutType { dtype: DType::S8, scale: 0.1 });
+    let g = ConvGeometry {
+        out_channels: 2,
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+    };
+    b.conv2d(
+        "conv",
+        g,
+        params,
+        OutType {
+            dtype: DType::S8,
+            scale: 0.1,
+        },
+    );
     b.max_pool("pool", 2, 2);
     b.flatten("flat");
-    let fc = MacParams { weight_bits: 2, weights: vec![1, 0, -2, 1], weight_scales: vec![1.0; 2], bias: vec![0, 5], requant: vec![Requant::IDENTITY; 2] };
-    b.linear("fc", 2, fc, OutType { dtype: DType::signed(16), scale: 1.0 });
+    let fc = MacParams {
+        weight_bits: 2,
+        weights: vec![1, 0, -2, 1],
+        weight_scales: vec![1.0; 2],
+        bias: vec![0, 5],
+        requant: vec![Requant::IDENTITY; 2],
+    };
+    b.linear(
+        "fc",
+        2,
+        fc,
+        OutType {
+            dtype: DType::signed(16),
+            scale: 1.0,
+        },
+    );
     let model = b.build().unwrap();
     let reference = Reference::new(model);
     let trace = reference.trace(&[10, 20, 30, 255]);
@@ -233,13 +360,68 @@ fn hand_built_model_has_known_outputs() {
 #[test]
 fn residual_add_and_global_pool_by_hand() {
     let mut b = ModelBuilder::new("hand-add", [1, 1, 2]);
-    let id = |w: i8| MacParams { weight_bits: 8, weights: vec![w], weight_scales: vec![1.0], bias: vec![0], requant: vec![Requant::IDENTITY] };
-    b.conv2d("neg", ConvGeometry { out_channels: 1, kernel: [1, 1], stride: [1, 1], padding: [0, 0] }, id(-1), OutType { dtype: DType::S8, scale: 1.0 });
+    let id = |w: i8| MacParams {
+        weight_bits: 8,
+        weights: vec![w],
+        weight_scales: vec![1.0],
+        bias: vec![0],
+        requant: vec![Requant::IDENTITY],
+    };
+    b.conv2d(
+        "neg",
+        ConvGeometry {
+            out_channels: 1,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+        },
+        id(-1),
+        OutType {
+            dtype: DType::S8,
+            scale: 1.0,
+        },
+    );
     // a = -x (s8), b = x (u8): a*3 + b*4 = x, then >> 1 with rounding: x=5 -> 3, x=200 -> 100.
-    b.add("sum", INPUT_NAME, AddRescale { multiplier_a: 3, multiplier_b: 4, shift: 1 }, OutType { dtype: DType::U8, scale: 1.0 });
-    b.global_avg_pool("gap", Requant { multiplier: 1, shift: 1 }, OutType { dtype: DType::U8, scale: 1.0 });
-    let fc = MacParams { weight_bits: 8, weights: vec![1, -1], weight_scales: vec![1.0; 2], bias: vec![0, 0], requant: vec![Requant::IDENTITY; 2] };
-    b.linear("fc", 2, fc, OutType { dtype: DType::signed(16), scale: 1.0 });
+    b.add(
+        "sum",
+        INPUT_NAME,
+        AddRescale {
+            multiplier_a: 3,
+            multiplier_b: 4,
+            shift: 1,
+        },
+        OutType {
+            dtype: DType::U8,
+            scale: 1.0,
+        },
+    );
+    b.global_avg_pool(
+        "gap",
+        Requant {
+            multiplier: 1,
+            shift: 1,
+        },
+        OutType {
+            dtype: DType::U8,
+            scale: 1.0,
+        },
+    );
+    let fc = MacParams {
+        weight_bits: 8,
+        weights: vec![1, -1],
+        weight_scales: vec![1.0; 2],
+        bias: vec![0, 0],
+        requant: vec![Requant::IDENTITY; 2],
+    };
+    b.linear(
+        "fc",
+        2,
+        fc,
+        OutType {
+            dtype: DType::signed(16),
+            scale: 1.0,
+        },
+    );
     let reference = Reference::new(b.build().unwrap());
     let trace = reference.trace(&[5, 200]);
     // -x saturates to -128 for x=200: a*3 + b*4 = -384 + 800 = 416 -> 208.
@@ -253,14 +435,28 @@ fn residual_add_and_global_pool_by_hand() {
 fn ragged_batches_are_refused() {
     let model = synthetic::tiny_resnet([1, 8, 8], 4, Precision::W8A8, 0).unwrap();
     let err = Reference::new(model).infer(&[0u8; 65]).unwrap_err();
-    assert_eq!(err.to_string(), "image batch of 65 bytes is not a whole number of 64-byte images");
+    assert_eq!(
+        err.to_string(),
+        "image batch of 65 bytes is not a whole number of 64-byte images"
+    );
 }
 
 #[test]
 fn zoo_architectures_match_naive_evaluation() {
     use compiler::zoo::Arch;
     for arch in [Arch::Resnet8, Arch::Cnv] {
-        let model = synthetic::random_model(arch, [3, 12, 12], 10, 0.25, Precision { weight_bits: 6, activation_bits: 7 }, 9).unwrap();
+        let model = synthetic::random_model(
+            arch,
+            [3, 12, 12],
+            10,
+            0.25,
+            Precision {
+                weight_bits: 6,
+                activation_bits: 7,
+            },
+            9,
+        )
+        .unwrap();
         assert_reference_matches_naive(&model, 4, 2);
     }
 }

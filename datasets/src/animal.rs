@@ -92,11 +92,7 @@ fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u16>> {
 }
 
 fn describe(array: &NdArray) -> String {
-    let order = if array.fortran_order {
-        ", Fortran-ordered"
-    } else {
-        ""
-    };
+    let order = if array.fortran_order { ", Fortran-ordered" } else { "" };
     format!(
         "dtype {}{} shape {:?}{order}",
         array.byte_order, array.dtype, array.shape
@@ -113,20 +109,11 @@ mod tests {
         let pixels: Vec<u8> = (0..n as usize * 784).map(|i| (i % 251) as u8).collect();
         let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
         [
-            write(
-                dir,
-                IMAGES_FILE,
-                &gz(&write_ndarray("u1", "|", &[n, 28, 28], &pixels)),
-            ),
+            write(dir, IMAGES_FILE, &gz(&write_ndarray("u1", "|", &[n, 28, 28], &pixels))),
             write(
                 dir,
                 LABELS_FILE,
-                &gz(&write_ndarray(
-                    "i8",
-                    "<",
-                    &[labels.len() as u32],
-                    &label_bytes,
-                )),
+                &gz(&write_ndarray("i8", "<", &[labels.len() as u32], &label_bytes)),
             ),
         ]
     }
@@ -136,10 +123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_files(dir.path(), 3, &[0, 9, 4]);
         let split = load(dir.path()).unwrap();
-        assert_eq!(
-            (split.len(), split.shape, split.classes),
-            (3, [1, 28, 28], 10)
-        );
+        assert_eq!((split.len(), split.shape, split.classes), (3, [1, 28, 28], 10));
         assert_eq!(split.labels, vec![0, 9, 4]);
         assert_eq!(split.image(1)[0], (784 % 251) as u8);
     }
@@ -159,10 +143,7 @@ mod tests {
         let msg = load(dir.path()).unwrap_err().to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: record 2: label -1 out of range (expected 0..10)",
-                labels.display()
-            )
+            format!("{}: record 2: label -1 out of range (expected 0..10)", labels.display())
         );
     }
 
@@ -188,7 +169,10 @@ mod tests {
         let msg = load(dir.path()).unwrap_err().to_string();
         assert_eq!(
             msg,
-            format!("{}: expected a uint8 (N, 28, 28) C-ordered array, found dtype |u1 shape [2, 27, 29]", images.display())
+            format!(
+                "{}: expected a uint8 (N, 28, 28) C-ordered array, found dtype |u1 shape [2, 27, 29]",
+                images.display()
+            )
         );
     }
 
@@ -199,7 +183,13 @@ mod tests {
         let raw = write_ndarray("u1", "|", &[2, 28, 28], &[0; 2 * 784]);
         write(dir.path(), IMAGES_FILE, &gz(&raw[..1000]));
         let msg = load(dir.path()).unwrap_err().to_string();
-        assert!(msg.starts_with(&format!("{}: pickle opcode 0x42 at byte 144: truncated: needs 1568 bytes at byte 149, file ends at 1000", images.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!(
+                "{}: pickle opcode 0x42 at byte 144: truncated: needs 1568 bytes at byte 149, file ends at 1000",
+                images.display()
+            )),
+            "{msg}"
+        );
         std::fs::remove_file(&labels).unwrap();
         write_files(dir.path(), 2, &[0, 1]);
         std::fs::remove_file(&labels).unwrap();

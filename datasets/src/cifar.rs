@@ -29,9 +29,7 @@ impl Variant {
 
     fn file_names(self, kind: SplitKind) -> Vec<String> {
         match (self, kind) {
-            (Variant::Cifar10, SplitKind::Train) => {
-                (1..=5).map(|i| format!("data_batch_{i}.bin")).collect()
-            }
+            (Variant::Cifar10, SplitKind::Train) => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
             (Variant::Cifar10, SplitKind::Test) => vec!["test_batch.bin".into()],
             (Variant::Cifar100, SplitKind::Train) => vec!["train.bin".into()],
             (Variant::Cifar100, SplitKind::Test) => vec!["test.bin".into()],
@@ -193,10 +191,7 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: record 1: label 100 out of range (expected 0..100)",
-                path.display()
-            )
+            format!("{}: record 1: label 100 out of range (expected 0..100)", path.display())
         );
         let path = write(dir.path(), "test_batch.bin", &record(&[10], 0));
         let msg = load(dir.path(), Variant::Cifar10, SplitKind::Test)
@@ -204,10 +199,7 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: record 0: label 10 out of range (expected 0..10)",
-                path.display()
-            )
+            format!("{}: record 0: label 10 out of range (expected 0..10)", path.display())
         );
     }
 
@@ -222,10 +214,7 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: truncated: expected 6146 bytes, found 4073",
-                path.display()
-            )
+            format!("{}: truncated: expected 6146 bytes, found 4073", path.display())
         );
     }
 
@@ -239,10 +228,7 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: not found",
-                dir.path().join("data_batch_4.bin").display()
-            )
+            format!("{}: not found", dir.path().join("data_batch_4.bin").display())
         );
     }
 
@@ -253,9 +239,6 @@ mod tests {
         let msg = load(dir.path(), Variant::Cifar100, SplitKind::Train)
             .unwrap_err()
             .to_string();
-        assert!(
-            msg.starts_with(&format!("{}: empty file", path.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}: empty file", path.display())), "{msg}");
     }
 }

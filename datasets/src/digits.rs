@@ -34,17 +34,11 @@ pub fn load(dir: &Path, kind: SplitKind) -> Result<Split> {
 
 /// Parses the whole CSV; it must have exactly 1797 rows.
 fn parse(path: &Path, bytes: &[u8]) -> Result<Split> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
     let mut images = Vec::with_capacity(ROWS * PIXELS);
     let mut labels = Vec::with_capacity(ROWS);
-    for (line_no, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let row = parse_row(line)
-            .map_err(|what| DataError::format(path, format!("line {}: {what}", line_no + 1)))?;
+    for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row = parse_row(line).map_err(|what| DataError::format(path, format!("line {}: {what}", line_no + 1)))?;
         let (pixels, label) = row.split_at(PIXELS);
         if usize::from(label[0]) >= CLASSES {
             let index = labels.len();
@@ -87,12 +81,9 @@ fn parse_row(line: &str) -> Result<Vec<u8>, String> {
         .enumerate()
         .map(|(col, field)| {
             let max = if col < PIXELS { 16 } else { u8::MAX };
-            parse_integer(field).filter(|&v| v <= max).ok_or_else(|| {
-                format!(
-                    "column {}: '{field}' is not an integer in 0..={max}",
-                    col + 1
-                )
-            })
+            parse_integer(field)
+                .filter(|&v| v <= max)
+                .ok_or_else(|| format!("column {}: '{field}' is not an integer in 0..={max}", col + 1))
         })
         .collect()
 }
@@ -120,8 +111,7 @@ mod tests {
     fn csv(rows: usize) -> String {
         (0..rows)
             .map(|r| {
-                let mut fields: Vec<String> =
-                    (0..PIXELS).map(|c| ((r + c) % 17).to_string()).collect();
+                let mut fields: Vec<String> = (0..PIXELS).map(|c| ((r + c) % 17).to_string()).collect();
                 fields.push((r % 10).to_string());
                 fields.join(",") + "\n"
             })
@@ -131,11 +121,7 @@ mod tests {
     #[test]
     fn scale_matches_rounding() {
         for v in 0..=16u8 {
-            assert_eq!(
-                scale(v),
-                (f64::from(v) * 255.0 / 16.0).round() as u8,
-                "v={v}"
-            );
+            assert_eq!(scale(v), (f64::from(v) * 255.0 / 16.0).round() as u8, "v={v}");
         }
         assert_eq!((scale(0), scale(1), scale(16)), (0, 16, 255));
     }
@@ -151,10 +137,7 @@ mod tests {
             (1437, 360, [1, 8, 8], 10)
         );
         assert_eq!(train.image(1)[..3], [scale(1), scale(2), scale(3)]);
-        assert_eq!(
-            (train.label(1), test.label(0)),
-            (1, (TRAIN_ROWS % 10) as u16)
-        );
+        assert_eq!((train.label(1), test.label(0)), (1, (TRAIN_ROWS % 10) as u16));
         assert_eq!(test.image(0)[0], scale((TRAIN_ROWS % 17) as u8));
     }
 
@@ -171,10 +154,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), FILE, &gz(csv(100).as_bytes()));
         let msg = load(dir.path(), SplitKind::Train).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            format!("{}: expected 1797 rows, found 100", path.display())
-        );
+        assert_eq!(msg, format!("{}: expected 1797 rows, found 100", path.display()));
     }
 
     #[test]

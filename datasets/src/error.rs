@@ -22,11 +22,7 @@ pub enum DataError {
 
     /// The (decompressed) content ends before the size implied by its header.
     #[error("{}: truncated: expected {expected} bytes, found {found}", path.display())]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Truncated { path: PathBuf, expected: u64, found: u64 },
 
     /// The content does not follow the format (bad magic, wrong dimensions, trailing bytes, ...).
     #[error("{}: {what}", path.display())]

@@ -39,10 +39,7 @@ pub fn load_fashion_mnist(dir: &Path, kind: SplitKind) -> Result<Split> {
     if split.shape != [1, 28, 28] {
         return Err(DataError::format(
             &images_path,
-            format!(
-                "expected 28x28 images, found {}x{}",
-                split.shape[1], split.shape[2]
-            ),
+            format!("expected 28x28 images, found {}x{}", split.shape[1], split.shape[2]),
         ));
     }
     Ok(split)
@@ -75,10 +72,7 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
     let dims = read_header(&mut input, IMAGES_MAGIC)?;
     let [count, rows, cols] = [dims[0], dims[1], dims[2]];
     if rows == 0 || cols == 0 {
-        return Err(DataError::format(
-            path,
-            format!("empty image size {rows}x{cols}"),
-        ));
+        return Err(DataError::format(path, format!("empty image size {rows}x{cols}")));
     }
     let pixels = read_body(&mut input, &dims)?;
     Ok(IdxImages {
@@ -94,11 +88,7 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u16>> {
     let mut input = Input::open(path)?;
     let dims = read_header(&mut input, LABELS_MAGIC)?;
     let raw = read_body(&mut input, &dims)?;
-    if let Some((index, &label)) = raw
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| usize::from(l) >= classes)
-    {
+    if let Some((index, &label)) = raw.iter().enumerate().find(|(_, &l)| usize::from(l) >= classes) {
         return Err(DataError::LabelOutOfRange {
             path: path.to_path_buf(),
             index,
@@ -191,10 +181,7 @@ mod tests {
         let raw = idx(IMAGES_MAGIC, &[3, 2, 3], &[0; 10]);
         let im = write(dir.path(), "im.gz", &gz(&raw));
         let msg = read_images(&im).err().unwrap().to_string();
-        assert_eq!(
-            msg,
-            format!("{}: truncated: expected 34 bytes, found 26", im.display())
-        );
+        assert_eq!(msg, format!("{}: truncated: expected 34 bytes, found 26", im.display()));
     }
 
     #[test]
@@ -202,10 +189,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let im = write(dir.path(), "im", &[0, 0, 8]);
         let msg = read_images(&im).err().unwrap().to_string();
-        assert_eq!(
-            msg,
-            format!("{}: truncated: expected 16 bytes, found 3", im.display())
-        );
+        assert_eq!(msg, format!("{}: truncated: expected 16 bytes, found 3", im.display()));
     }
 
     #[test]
@@ -226,10 +210,7 @@ mod tests {
         let lb = write(dir.path(), "lb.gz", &bytes);
         let msg = read_labels(&lb, 10).unwrap_err().to_string();
         assert!(
-            msg.starts_with(&format!(
-                "{}: cannot read (corrupt or truncated gzip?)",
-                lb.display()
-            )),
+            msg.starts_with(&format!("{}: cannot read (corrupt or truncated gzip?)", lb.display())),
             "{msg}"
         );
     }
@@ -241,10 +222,7 @@ mod tests {
         let msg = read_labels(&lb, 10).unwrap_err().to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: trailing data: expected exactly 10 bytes, found more",
-                lb.display()
-            )
+            format!("{}: trailing data: expected exactly 10 bytes, found more", lb.display())
         );
     }
 
@@ -266,10 +244,7 @@ mod tests {
         let msg = read_labels(&lb, 10).unwrap_err().to_string();
         assert_eq!(
             msg,
-            format!(
-                "{}: record 1: label 10 out of range (expected 0..10)",
-                lb.display()
-            )
+            format!("{}: record 1: label 10 out of range (expected 0..10)", lb.display())
         );
     }
 
@@ -283,10 +258,7 @@ mod tests {
             msg.contains(&lb.display().to_string()) && msg.contains(&im.display().to_string()),
             "{msg}"
         );
-        assert!(
-            msg.contains("2 labels") && msg.contains("3 images"),
-            "{msg}"
-        );
+        assert!(msg.contains("2 labels") && msg.contains("3 images"), "{msg}");
     }
 
     #[test]
@@ -313,22 +285,13 @@ mod tests {
     fn fashion_mnist_rejects_wrong_image_size() {
         let dir = tempfile::tempdir().unwrap();
         let [im, lb] = fashion_mnist_files(dir.path(), SplitKind::Test);
-        write(
-            dir.path(),
-            im.file_name().unwrap().to_str().unwrap(),
-            &images_file(2),
-        );
+        write(dir.path(), im.file_name().unwrap().to_str().unwrap(), &images_file(2));
         write(
             dir.path(),
             lb.file_name().unwrap().to_str().unwrap(),
             &labels_file(&[1, 2]),
         );
-        let msg = load_fashion_mnist(dir.path(), SplitKind::Test)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            msg,
-            format!("{}: expected 28x28 images, found 2x3", im.display())
-        );
+        let msg = load_fashion_mnist(dir.path(), SplitKind::Test).unwrap_err().to_string();
+        assert_eq!(msg, format!("{}: expected 28x28 images, found 2x3", im.display()));
     }
 }

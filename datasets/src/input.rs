@@ -26,9 +26,7 @@ impl Input {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| open_error(path, e))?;
         let mut buffered = BufReader::with_capacity(1 << 16, file);
-        let head = buffered
-            .fill_buf()
-            .map_err(|e| io_error(path, "cannot read", e))?;
+        let head = buffered.fill_buf().map_err(|e| io_error(path, "cannot read", e))?;
         let reader: Box<dyn Read> = if head.starts_with(&GZIP_MAGIC) {
             Box::new(MultiGzDecoder::new(buffered))
         } else {
@@ -66,11 +64,8 @@ impl Input {
         }
         // A corrupt gzip stream can inflate to extra garbage: reading on to its
         // checksum reports that as corruption rather than as trailing data.
-        std::io::copy(
-            &mut (&mut self.reader).take(RESERVE_CAP as u64),
-            &mut std::io::sink(),
-        )
-        .map_err(|e| io_error(&self.path, "cannot read (corrupt or truncated gzip?)", e))?;
+        std::io::copy(&mut (&mut self.reader).take(RESERVE_CAP as u64), &mut std::io::sink())
+            .map_err(|e| io_error(&self.path, "cannot read (corrupt or truncated gzip?)", e))?;
         Err(DataError::format(
             &self.path,
             format!("trailing data: expected exactly {expected_total} bytes, found more"),

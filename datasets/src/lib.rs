@@ -119,8 +119,12 @@ impl DatasetId {
         match self {
             DatasetId::FashionMnist => "install the Debian package dataset-fashion-mnist",
             DatasetId::AnimalMnist | DatasetId::Digits => "run scripts/setup.sh or set DIVQAT_DATA_DIR",
-            DatasetId::Cifar10 => "expected the CIFAR-10 binary batches in the CIFAR directory or its cifar-10-batches-bin/",
-            DatasetId::Cifar100 => "expected the CIFAR-100 binary files in the CIFAR directory or its cifar-100-binary/",
+            DatasetId::Cifar10 => {
+                "expected the CIFAR-10 binary batches in the CIFAR directory or its cifar-10-batches-bin/"
+            }
+            DatasetId::Cifar100 => {
+                "expected the CIFAR-100 binary files in the CIFAR directory or its cifar-100-binary/"
+            }
         }
     }
 }
@@ -207,17 +211,11 @@ impl DataLocations {
     }
 
     pub fn with_cifar_dir(self, dir: Option<PathBuf>) -> Self {
-        DataLocations {
-            cifar_dir: dir,
-            ..self
-        }
+        DataLocations { cifar_dir: dir, ..self }
     }
 
     pub fn with_deps_data(self, dir: PathBuf) -> Self {
-        DataLocations {
-            deps_data: dir,
-            ..self
-        }
+        DataLocations { deps_data: dir, ..self }
     }
 
     pub fn with_fashion_mnist(self, dir: PathBuf) -> Self {
@@ -281,11 +279,7 @@ impl Default for DataLocations {
 /// `<workspace root>/.deps/data`, from this crate's location at build time.
 fn workspace_deps_data() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .unwrap_or(manifest)
-        .join(".deps")
-        .join("data")
+    manifest.parent().unwrap_or(manifest).join(".deps").join("data")
 }
 
 fn cifar_variant(id: DatasetId) -> cifar::Variant {
@@ -347,9 +341,10 @@ pub fn load(id: DatasetId, kind: SplitKind, loc: &DataLocations) -> Result<Split
         },
         DatasetId::Digits => digits::load(&loc.digits_dir(), kind),
         DatasetId::Cifar10 | DatasetId::Cifar100 => {
-            let dir = loc.cifar_dir.as_deref().ok_or(DataError::NoCifarDir {
-                dataset: id.as_str(),
-            })?;
+            let dir = loc
+                .cifar_dir
+                .as_deref()
+                .ok_or(DataError::NoCifarDir { dataset: id.as_str() })?;
             cifar::load(dir, cifar_variant(id), kind)
         }
     };

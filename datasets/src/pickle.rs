@@ -73,14 +73,9 @@ pub fn parse_ndarray<'a>(path: &Path, bytes: &'a [u8]) -> Result<NdArray<'a>> {
     let value = Machine::new(path, bytes).run()?;
     let bad = |what: &str| DataError::format(path, format!("not a pickled numpy array: {what}"));
     let array = ndarray_from(&value, bytes).map_err(|what| bad(&what))?;
-    let count = array
-        .shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let count = array.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let item = array.int_size().unwrap_or(0);
-    if array.int_size().is_some()
-        && count.and_then(|c| c.checked_mul(item)) != Some(array.data.len())
-    {
+    if array.int_size().is_some() && count.and_then(|c| c.checked_mul(item)) != Some(array.data.len()) {
         return Err(bad(&format!(
             "shape {:?} of {} needs {} data bytes, found {}",
             array.shape,
@@ -104,28 +99,20 @@ fn ndarray_from<'a>(value: &Value, bytes: &'a [u8]) -> Result<NdArray<'a>, Strin
         (Value::Global(m, n), Value::Tuple(a))
             if is_multiarray(m)
                 && n == "_reconstruct"
-                && matches!(a.first(), Some(Value::Global(nm, nd)) if nm == "numpy" && nd == "ndarray") =>
-            {}
-        _ => {
-            return Err(
-                "not created by numpy.core.multiarray._reconstruct(numpy.ndarray, ...)".into(),
-            )
-        }
+                && matches!(a.first(), Some(Value::Global(nm, nd)) if nm == "numpy" && nd == "ndarray") => {}
+        _ => return Err("not created by numpy.core.multiarray._reconstruct(numpy.ndarray, ...)".into()),
     }
     let Value::Tuple(state) = &**state else {
         return Err("array state is not a tuple".into());
     };
-    let [Value::Int(_), Value::Tuple(shape), dtype, Value::Bool(fortran_order), Value::Bytes(data)] =
-        state.as_slice()
+    let [Value::Int(_), Value::Tuple(shape), dtype, Value::Bool(fortran_order), Value::Bytes(data)] = state.as_slice()
     else {
         return Err("array state is not (version, shape, dtype, fortran_order, bytes)".into());
     };
     let shape = shape
         .iter()
         .map(|d| match d {
-            Value::Int(v) if *v >= 0 => {
-                usize::try_from(*v).map_err(|_| "dimension too large".to_string())
-            }
+            Value::Int(v) if *v >= 0 => usize::try_from(*v).map_err(|_| "dimension too large".to_string()),
             _ => Err("shape is not a tuple of non-negative integers".to_string()),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -152,15 +139,11 @@ fn dtype_from(value: &Value) -> Result<(String, String), String> {
     let Value::Reduce(func, args) = &**obj else {
         return Err(err());
     };
-    let (Value::Global(m, n), Value::Tuple(args), Value::Tuple(state)) =
-        (&**func, &**args, &**state)
-    else {
+    let (Value::Global(m, n), Value::Tuple(args), Value::Tuple(state)) = (&**func, &**args, &**state) else {
         return Err(err());
     };
     match (m.as_str(), n.as_str(), args.first(), state.get(1)) {
-        ("numpy", "dtype", Some(Value::Str(code)), Some(Value::Str(order))) => {
-            Ok((code.clone(), order.clone()))
-        }
+        ("numpy", "dtype", Some(Value::Str(code)), Some(Value::Str(order))) => Ok((code.clone(), order.clone())),
         _ => Err(err()),
     }
 }
@@ -215,10 +198,7 @@ impl<'p, 'b> Machine<'p, 'b> {
     }
 
     fn error(&self, at: usize, op: u8, what: &str) -> DataError {
-        DataError::format(
-            self.path,
-            format!("pickle opcode 0x{op:02x} at byte {at}: {what}"),
-        )
+        DataError::format(self.path, format!("pickle opcode 0x{op:02x} at byte {at}: {what}"))
     }
 
     /// Executes one opcode; errors are short descriptions.
@@ -315,10 +295,7 @@ impl<'p, 'b> Machine<'p, 'b> {
         let raw = self.take_n(width)?;
         let v = match (width, signed) {
             (4, true) => i64::from(i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])),
-            _ => raw
-                .iter()
-                .rev()
-                .fold(0i64, |acc, &b| acc << 8 | i64::from(b)),
+            _ => raw.iter().rev().fold(0i64, |acc, &b| acc << 8 | i64::from(b)),
         };
         self.stack.push(Value::Int(v));
         Ok(())
@@ -501,10 +478,7 @@ mod tests {
         let bytes = write_ndarray("i8", "<", &[300], &data);
         let a = parse(&bytes).unwrap();
         assert_eq!(a.shape, vec![300]);
-        assert_eq!(
-            (a.int_at(0), a.int_at(299), a.int_at(300)),
-            (Some(-5), Some(294), None)
-        );
+        assert_eq!((a.int_at(0), a.int_at(299), a.int_at(300)), (Some(-5), Some(294), None));
     }
 
     #[test]
@@ -546,10 +520,7 @@ mod tests {
         let mut bytes = write_ndarray("u1", "|", &[1], &[7]);
         bytes.push(0);
         let msg = parse(&bytes).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "/x/a.pkl: trailing data: 1 bytes after the pickle's end"
-        );
+        assert_eq!(msg, "/x/a.pkl: trailing data: 1 bytes after the pickle's end");
     }
 
     #[test]

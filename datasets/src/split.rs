@@ -22,12 +22,7 @@ pub struct Split {
 
 impl Split {
     /// Builds a split, checking that sizes agree and that labels are in range.
-    pub fn new(
-        shape: [usize; 3],
-        classes: usize,
-        images: Vec<u8>,
-        labels: Vec<u16>,
-    ) -> Result<Self> {
+    pub fn new(shape: [usize; 3], classes: usize, images: Vec<u8>, labels: Vec<u16>) -> Result<Self> {
         let pixels = shape.iter().product::<usize>();
         if pixels == 0 || images.len() != labels.len().saturating_mul(pixels) {
             return Err(DataError::InvalidArgument(format!(
@@ -37,11 +32,7 @@ impl Split {
                 images.len()
             )));
         }
-        if let Some((i, &l)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| usize::from(l) >= classes)
-        {
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= classes) {
             return Err(DataError::InvalidArgument(format!(
                 "label {l} of image {i} out of range (expected 0..{classes})"
             )));
@@ -288,10 +279,7 @@ mod tests {
         let s = numbered(20);
         let (train, val) = s.split_off_validation(0.25, 9).unwrap();
         assert_eq!((train.len(), val.len()), (15, 5));
-        assert_eq!(
-            s.split_off_validation(0.25, 9).unwrap(),
-            (train.clone(), val.clone())
-        );
+        assert_eq!(s.split_off_validation(0.25, 9).unwrap(), (train.clone(), val.clone()));
         let mut all: Vec<u8> = train.images.iter().chain(&val.images).copied().collect();
         all.sort_unstable();
         assert_eq!(all, s.images);

@@ -30,13 +30,7 @@ fn ids_round_trip_through_strings() {
     let names: Vec<String> = DatasetId::ALL.iter().map(|id| id.to_string()).collect();
     assert_eq!(
         names,
-        [
-            "fashion-mnist",
-            "animal-mnist",
-            "digits",
-            "cifar10",
-            "cifar100"
-        ]
+        ["fashion-mnist", "animal-mnist", "digits", "cifar10", "cifar100"]
     );
     let err = "mnist".parse::<DatasetId>().unwrap_err().to_string();
     assert!(err.starts_with("unknown dataset 'mnist'"), "{err}");
@@ -53,8 +47,7 @@ fn serde_names_match_display() {
         ([3, 32, 32], 100, 50_000, 10_000)
     );
     for id in DatasetId::ALL {
-        let de: serde::de::value::StrDeserializer<serde::de::value::Error> =
-            id.as_str().into_deserializer();
+        let de: serde::de::value::StrDeserializer<serde::de::value::Error> = id.as_str().into_deserializer();
         assert_eq!(DatasetId::deserialize(de).unwrap(), id);
     }
 }
@@ -62,17 +55,10 @@ fn serde_names_match_display() {
 #[test]
 fn default_locations() {
     let loc = DataLocations::default_locations();
-    assert_eq!(
-        loc.fashion_mnist,
-        Path::new("/usr/share/datasets/fashion-mnist")
-    );
+    assert_eq!(loc.fashion_mnist, Path::new("/usr/share/datasets/fashion-mnist"));
     assert_eq!(loc.cifar_dir, None);
     if std::env::var_os(DATA_DIR_ENV).is_none() {
-        assert!(
-            loc.deps_data.ends_with(".deps/data"),
-            "{}",
-            loc.deps_data.display()
-        );
+        assert!(loc.deps_data.ends_with(".deps/data"), "{}", loc.deps_data.display());
         assert!(loc
             .deps_data
             .parent()
@@ -96,9 +82,7 @@ fn catalog_reports_missing_files_without_decoding() {
     assert_eq!(cat.len(), 5);
     assert!(cat.iter().all(|row| !row.installed));
     assert_eq!(cat[4].location, "(no CIFAR directory given)");
-    assert!(cat[1]
-        .note
-        .contains("query set for extraction attacks; no test split"));
+    assert!(cat[1].note.contains("query set for extraction attacks; no test split"));
     assert!(cat[2].note.contains("first 1437 rows train, last 360 test"));
 }
 
@@ -118,9 +102,7 @@ fn catalog_sees_cifar_files() {
 fn missing_files_get_an_install_hint() {
     let dir = tempfile::tempdir().unwrap();
     let loc = DataLocations::default_locations().with_deps_data(dir.path().into());
-    let msg = load(DatasetId::Digits, SplitKind::Train, &loc)
-        .unwrap_err()
-        .to_string();
+    let msg = load(DatasetId::Digits, SplitKind::Train, &loc).unwrap_err().to_string();
     let path = dir.path().join("digits/digits.csv.gz");
     assert_eq!(
         msg,
@@ -129,17 +111,10 @@ fn missing_files_get_an_install_hint() {
             path.display()
         )
     );
-    let msg = load(DatasetId::Cifar10, SplitKind::Test, &loc)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.starts_with("cifar10: no CIFAR directory configured"),
-        "{msg}"
-    );
+    let msg = load(DatasetId::Cifar10, SplitKind::Test, &loc).unwrap_err().to_string();
+    assert!(msg.starts_with("cifar10: no CIFAR directory configured"), "{msg}");
     let loc = loc.with_cifar_dir(Some(dir.path().into()));
-    let msg = load(DatasetId::Cifar10, SplitKind::Test, &loc)
-        .unwrap_err()
-        .to_string();
+    let msg = load(DatasetId::Cifar10, SplitKind::Test, &loc).unwrap_err().to_string();
     assert!(msg.starts_with(&format!(
         "{}: not found (expected the CIFAR-10",
         dir.path().join("test_batch.bin").display()
@@ -154,10 +129,7 @@ fn animal_mnist_has_no_test_split() {
         &DataLocations::default_locations(),
     )
     .unwrap_err();
-    assert!(
-        msg.to_string().starts_with("animal-mnist: no test split"),
-        "{msg}"
-    );
+    assert!(msg.to_string().starts_with("animal-mnist: no test split"), "{msg}");
 }
 
 #[test]
@@ -168,10 +140,7 @@ fn real_fashion_mnist() {
     let start = Instant::now();
     let train = load(DatasetId::FashionMnist, SplitKind::Train, &loc).unwrap();
     eprintln!("fashion-mnist train decoded in {:?}", start.elapsed());
-    assert_eq!(
-        (train.len(), train.shape, train.classes),
-        (60_000, [1, 28, 28], 10)
-    );
+    assert_eq!((train.len(), train.shape, train.classes), (60_000, [1, 28, 28], 10));
     assert_eq!(train.class_counts(), vec![6000; 10]);
     let test = load(DatasetId::FashionMnist, SplitKind::Test, &loc).unwrap();
     assert_eq!(test.len(), 10_000);
@@ -186,10 +155,7 @@ fn real_animal_mnist() {
         return;
     };
     let train = load(DatasetId::AnimalMnist, SplitKind::Train, &loc).unwrap();
-    assert_eq!(
-        (train.len(), train.shape, train.classes),
-        (10_000, [1, 28, 28], 10)
-    );
+    assert_eq!((train.len(), train.shape, train.classes), (10_000, [1, 28, 28], 10));
     assert_eq!(train.class_counts(), vec![1000; 10]);
     assert!(train.images.contains(&255));
 }
@@ -217,20 +183,9 @@ fn real_animal_mnist_headers_match_the_test_writer() {
             .read_to_end(&mut raw)
             .unwrap();
         assert_eq!(raw.len(), fake.len(), "{}", path.display());
-        let data_start = raw.len()
-            - 14
-            - if fake.len() > 100_000 {
-                10_000 * 784
-            } else {
-                10_000 * 8
-            };
+        let data_start = raw.len() - 14 - if fake.len() > 100_000 { 10_000 * 784 } else { 10_000 * 8 };
         assert_eq!(raw[..data_start], fake[..data_start], "{}", path.display());
-        assert_eq!(
-            raw[raw.len() - 14..],
-            fake[fake.len() - 14..],
-            "{}",
-            path.display()
-        );
+        assert_eq!(raw[raw.len() - 14..], fake[fake.len() - 14..], "{}", path.display());
     }
 }
 
@@ -241,10 +196,7 @@ fn real_digits() {
     };
     let train = load(DatasetId::Digits, SplitKind::Train, &loc).unwrap();
     let test = load(DatasetId::Digits, SplitKind::Test, &loc).unwrap();
-    assert_eq!(
-        (train.len(), test.len(), train.shape),
-        (1437, 360, [1, 8, 8])
-    );
+    assert_eq!((train.len(), test.len(), train.shape), (1437, 360, [1, 8, 8]));
     let all = train.concat(&test).unwrap();
     assert_eq!(
         all.class_counts(),

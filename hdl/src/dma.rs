@@ -149,15 +149,8 @@ impl Packer {
             String::new()
         };
         let mut v = format!("reg [{}:0] held_v;\ninitial held_v = 0;\n", 8 * c - 1);
-        v += &format!(
-            "wire [{}:0] in_v = {{{pad}{}}};\n",
-            8 * c - 1,
-            cat("incoming", i)
-        );
-        v += &format!(
-            "wire [{}:0] kept = held_v >> {{drop[5:0], 3'b000}};\n",
-            8 * c - 1
-        );
+        v += &format!("wire [{}:0] in_v = {{{pad}{}}};\n", 8 * c - 1, cat("incoming", i));
+        v += &format!("wire [{}:0] kept = held_v >> {{drop[5:0], 3'b000}};\n", 8 * c - 1);
         v += &format!(
             "wire [{}:0] placed = (in_v >> {{lo[5:0], 3'b000}}) << {{base[5:0], 3'b000}};\n",
             8 * c - 1
@@ -194,13 +187,8 @@ impl Logic for Packer {
         if !self.clock.pos_edge() {
             return;
         }
-        let bytes =
-            |v: &[Signal<In, B8>]| v.iter().map(|x| x.val().index() as u8).collect::<Vec<_>>();
-        let (base, drop, lo) = (
-            self.base.val().index(),
-            self.drop.val().index(),
-            self.lo.val().index(),
-        );
+        let bytes = |v: &[Signal<In, B8>]| v.iter().map(|x| x.val().index() as u8).collect::<Vec<_>>();
+        let (base, drop, lo) = (self.base.val().index(), self.drop.val().index(), self.lo.val().index());
         self._held = pack(&self._held, &bytes(&self.incoming), drop, base, lo);
         for (slot, &b) in self.slots.iter_mut().zip(&self._held) {
             slot.next = (b as u64).into();
@@ -244,9 +232,7 @@ impl Logic for LowByteDff {
     }
 
     fn hdl(&self) -> Verilog {
-        Verilog::Custom(
-            "initial q = 32'd0;\nalways @(posedge clock) q <= d;\nalways @(*) low = q[7:0];".into(),
-        )
+        Verilog::Custom("initial q = 32'd0;\nalways @(posedge clock) q <= d;\nalways @(*) low = q[7:0];".into())
     }
 }
 
@@ -487,11 +473,10 @@ impl Logic for Dma {
         if self.store.q.val() {
             self.o.next = self.c_bus8.val();
         }
-        self.emit_want.next = (self.cnt.q.val() >= self.o.val())
-            || (self.tail.q.val() && (self.cnt.q.val() != self.c_zero8.val()));
+        self.emit_want.next =
+            (self.cnt.q.val() >= self.o.val()) || (self.tail.q.val() && (self.cnt.q.val() != self.c_zero8.val()));
         self.emit.next = self.emit_want.val() && (!self.store.q.val() || self.mem_req_ready.val());
-        self.flush.next =
-            self.emit.val() && self.tail.q.val() && (self.cnt.q.val() <= self.o.val());
+        self.flush.next = self.emit.val() && self.tail.q.val() && (self.cnt.q.val() <= self.o.val());
         self.base.next = self.cnt.q.val();
         self.packer.drop.next = self.c_zero8.val();
         if self.emit.val() {
@@ -611,13 +596,10 @@ impl Logic for Dma {
         self.mem_req_addr.next = self.out_beat.q.val();
         self.rq_next_row.next = self.rq_row.q.val() + self.dram_stride.q.val();
         if !self.store.q.val() {
-            self.mem_req_valid.next =
-                self.busy_r.q.val() && (self.rq_rows_left.q.val() != self.c_zero.val());
+            self.mem_req_valid.next = self.busy_r.q.val() && (self.rq_rows_left.q.val() != self.c_zero.val());
             self.mem_req_addr.next = self.rq_addr.q.val();
             if self.mem_req_valid.val() && self.mem_req_ready.val() {
-                if (self.rq_addr.q.val() + self.c_bus.val())
-                    < (self.rq_row.q.val() + self.row_bytes.q.val())
-                {
+                if (self.rq_addr.q.val() + self.c_bus.val()) < (self.rq_row.q.val() + self.row_bytes.q.val()) {
                     self.rq_addr.d.next = self.rq_addr.q.val() + self.c_bus.val();
                 } else {
                     self.rq_rows_left.d.next = self.rq_rows_left.q.val() - self.c_one.val();
@@ -821,10 +803,7 @@ mod tests {
         let row_bytes = rng.gen_range(1..=3 * word + 5);
         let buf_stride = rng.gen_range(0..=(row_bytes.div_ceil(word) + 1));
         let dram_stride = rng.gen_range(0..=row_bytes + 9);
-        let (buf_span, mem_span) = (
-            (rows - 1) * buf_stride,
-            (rows - 1) * dram_stride + row_bytes,
-        );
+        let (buf_span, mem_span) = ((rows - 1) * buf_stride, (rows - 1) * dram_stride + row_bytes);
         Xfer {
             store: rng.gen(),
             addr: rng.gen_range(0..depth - buf_span - row_bytes.div_ceil(word) + 1),
@@ -843,10 +822,7 @@ mod tests {
         let beats = |i: usize| ((x.dram + i * x.dram_stride) % bus + x.row_bytes).div_ceil(bus);
         let rows: usize = (0..x.rows).map(|i| beats(i).max(words)).sum();
         let fixed = if x.store { 3 } else { latency + 2 };
-        assert!(
-            (fixed + rows..=fixed + rows + x.rows).contains(&cycles),
-            "{x:?}"
-        );
+        assert!((fixed + rows..=fixed + rows + x.rows).contains(&cycles), "{x:?}");
     }
 
     /// Random loads and stores, back to back, against `reference`, comparing
@@ -920,12 +896,7 @@ mod tests {
             };
             let mut expect = mem.bytes.clone();
             let mut buf = vec![0u8; depth * word];
-            for (store, dram, row_bytes) in [
-                (false, 5, 300),
-                (true, 611, 300),
-                (false, 3, 513),
-                (true, 2, 513),
-            ] {
+            for (store, dram, row_bytes) in [(false, 5, 300), (true, 611, 300), (false, 3, 513), (true, 2, 513)] {
                 let words = (row_bytes as usize).div_ceil(word);
                 let x = Xfer {
                     store,
@@ -981,9 +952,7 @@ mod tests {
     #[test]
     fn cycles_against_the_isa_formula() {
         let (bus, word, latency) = (8, 8, 4);
-        for (dram, row_bytes, rows, dram_stride) in
-            [(0, 16, 2, 16), (3, 16, 2, 16), (5, 5, 3, 9), (0, 64, 1, 0)]
-        {
+        for (dram, row_bytes, rows, dram_stride) in [(0, 16, 2, 16), (3, 16, 2, 16), (5, 5, 3, 9), (0, 64, 1, 0)] {
             for store in [false, true] {
                 let x = Xfer {
                     store,
@@ -1021,14 +990,7 @@ mod tests {
     /// commands of `cmds.hex` one after another, then the memory compared
     /// with `want.hex`. The buffer is modelled here, not a rust-hdl parent:
     /// see the module notes on Verilator.
-    fn verilator_testbench(
-        bus: usize,
-        word: usize,
-        depth: usize,
-        mem_len: usize,
-        lat: usize,
-        n: usize,
-    ) -> String {
+    fn verilator_testbench(bus: usize, word: usize, depth: usize, mem_len: usize, lat: usize, n: usize) -> String {
         let mut ports = String::new();
         for k in 0..bus {
             let (h, l) = (8 * k + 7, 8 * k);

@@ -221,8 +221,7 @@ impl MatmulSetup {
         let ox = v16(&self.origin_x) as u16 as i16 as i64;
         let (iy0, ix0) = (ky0 as i64 + oy, kx0 as i64 + ox);
         let pitch = tile_w * g;
-        let addr0 =
-            (v16(&self.act) as i64 + iy0 * pitch as i64 + ix0 * g as i64 + g0 as i64) as u64;
+        let addr0 = (v16(&self.act) as i64 + iy0 * pitch as i64 + ix0 * g as i64 + g0 as i64) as u64;
         SetupValues {
             s_last: v16(&self.slice_end).wrapping_sub(begin + 1) & M16,
             p_last,
@@ -553,8 +552,8 @@ impl Logic for MatmulEngine {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, busy_r, w_on, w_phase, w_slice, w_off, a_on, a_phase, a_slice, sg, skx,
-            siy, six, saddr, ox, ry, rx, rrow, raddr, wload_q, pad_q, swap_q
+            self, clock, busy_r, w_on, w_phase, w_slice, w_off, a_on, a_phase, a_slice, sg, skx, siy, six, saddr, ox,
+            ry, rx, rrow, raddr, wload_q, pad_q, swap_q
         );
         self.array.clock.next = self.clock.val();
         self.setup.act.next = self.act.val();
@@ -598,8 +597,8 @@ impl Logic for MatmulEngine {
         self.a_ix.next = self.six.q.val() + self.rx.q.val();
         self.a_pix.next = self.a_on.q.val() & (self.a_phase.q.val() <= self.setup.p_last.val());
         self.act_addr.next = self.saddr.q.val() + self.raddr.q.val();
-        self.pad_q.d.next = !((self.a_iy.val() < self.setup.tile_h_c.val())
-            & (self.a_ix.val() < self.setup.tile_w_c.val()));
+        self.pad_q.d.next =
+            !((self.a_iy.val() < self.setup.tile_h_c.val()) & (self.a_ix.val() < self.setup.tile_w_c.val()));
         self.swap_q.d.next = self.a_pix.val() & (self.a_phase.q.val() == self.zero16.val());
         if self.a_pix.val() {
             if self.ox.q.val() == self.setup.ow_last.val() {
@@ -721,8 +720,7 @@ impl Logic for MatmulEngine {
         // After the ports are assigned (reading them earlier in this block
         // would be a combinational loop to Verilator).
         for c in 0..self.fwd_valid.len() {
-            self.fwd_valid[c].d.next =
-                self.acc_we[c].val() & (self.acc_waddr[c].val() == self.acc_raddr[c].val());
+            self.fwd_valid[c].d.next = self.acc_we[c].val() & (self.acc_waddr[c].val() == self.acc_raddr[c].val());
             self.fwd_data[c].d.next = self.acc_wdata[c].val();
         }
 
@@ -750,7 +748,7 @@ pub fn matmul_engine_verilog(rows: usize, cols: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-        use rand::{Rng, SeedableRng};
+    use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     /// A `matmul` instruction's fields (docs/isa.md §4).
@@ -813,11 +811,7 @@ mod tests {
                 let word = m.act + (iy as usize * m.tile_w + ix as usize) * m.groups + g;
                 for r in 0..rows {
                     let byte = b.act[word][r];
-                    let x = if m.act_signed {
-                        byte as i8 as i32
-                    } else {
-                        byte as i32
-                    };
+                    let x = if m.act_signed { byte as i8 as i32 } else { byte as i32 };
                     let w = &b.wgt[m.wgt + (s - m.slice_begin) * rows + r];
                     for (sum, &w) in sums.iter_mut().zip(w) {
                         *sum = sum.wrapping_add(x * w as i32);
@@ -879,11 +873,7 @@ mod tests {
             })
             .collect();
         let acc = (0..m.acc + m.pixels() + 2)
-            .map(|_| {
-                (0..cols)
-                    .map(|_| rng.gen_range(-100_000..100_000))
-                    .collect()
-            })
+            .map(|_| (0..cols).map(|_| rng.gen_range(-100_000..100_000)).collect())
             .collect();
         (m, Buffers { act, wgt, acc })
     }
@@ -947,16 +937,8 @@ mod tests {
         for c in 0..e.cols() {
             if e.acc_we[c].val() {
                 let addr = e.acc_waddr[c].val().index();
-                assert!(
-                    addr < b.acc.len(),
-                    "accumulator write at {addr} out of range"
-                );
-                b.acc[addr][c] = e.acc_wdata[c]
-                    .val()
-                    .bigint()
-                    .try_into()
-                    .map(|v: i64| v as i32)
-                    .unwrap();
+                assert!(addr < b.acc.len(), "accumulator write at {addr} out of range");
+                b.acc[addr][c] = e.acc_wdata[c].val().bigint().try_into().map(|v: i64| v as i32).unwrap();
             }
         }
         next
@@ -981,12 +963,7 @@ mod tests {
     }
 
     /// [`execute`], appending each cycle's Verilog testbench step to `trace`.
-    fn execute_traced(
-        e: &mut MatmulEngine,
-        m: &Matmul,
-        b: &mut Buffers,
-        trace: &mut Option<String>,
-    ) -> u64 {
+    fn execute_traced(e: &mut MatmulEngine, m: &Matmul, b: &mut Buffers, trace: &mut Option<String>) -> u64 {
         set_fields(e, m);
         let mut data = ReadData {
             act: vec![0; e.rows()],
@@ -1052,8 +1029,7 @@ mod tests {
         }
         let bit = |s: bool| (1, s as u64);
         let mut out = vec![];
-        let mut add =
-            |name: String, (w, v): (usize, u64), input: bool| out.push((name, w, input, v));
+        let mut add = |name: String, (w, v): (usize, u64), input: bool| out.push((name, w, input, v));
         for (name, x) in [
             ("start", e.start.val()),
             ("accumulate", e.accumulate.val()),
@@ -1090,16 +1066,8 @@ mod tests {
         add("wgt_addr".into(), b(e.wgt_addr.val()), false);
         for r in 0..e.rows() {
             add(format!("act_rdata${r}"), b(e.act_rdata[r].val()), true);
-            add(
-                format!("array_act_out${r}"),
-                sg(e.array_act_out[r].val()),
-                false,
-            );
-            add(
-                format!("array_swap_out${r}"),
-                bit(e.array_swap_out[r].val()),
-                false,
-            );
+            add(format!("array_act_out${r}"), sg(e.array_act_out[r].val()), false);
+            add(format!("array_swap_out${r}"), bit(e.array_swap_out[r].val()), false);
         }
         for c in 0..e.cols() {
             add(format!("wgt_rdata${c}"), sg(e.wgt_rdata[c].val()), true);
@@ -1108,16 +1076,8 @@ mod tests {
             add(format!("acc_waddr${c}"), b(e.acc_waddr[c].val()), false);
             add(format!("acc_we${c}"), bit(e.acc_we[c].val()), false);
             add(format!("acc_wdata${c}"), sg(e.acc_wdata[c].val()), false);
-            add(
-                format!("array_wdata_out${c}"),
-                sg(e.array_wdata_out[c].val()),
-                false,
-            );
-            add(
-                format!("array_wload_out${c}"),
-                bit(e.array_wload_out[c].val()),
-                false,
-            );
+            add(format!("array_wdata_out${c}"), sg(e.array_wdata_out[c].val()), false);
+            add(format!("array_wload_out${c}"), bit(e.array_wload_out[c].val()), false);
         }
         out
     }
@@ -1145,10 +1105,7 @@ mod tests {
     }
 
     fn testbench(e: &MatmulEngine, body: &str) -> String {
-        let (mut decls, mut conns) = (
-            String::from("  reg clock = 0;\n"),
-            vec![".clock(clock)".to_string()],
-        );
+        let (mut decls, mut conns) = (String::from("  reg clock = 0;\n"), vec![".clock(clock)".to_string()]);
         for (port, w, input, _) in ports(e) {
             let kind = if input { "reg" } else { "wire" };
             decls += &format!("  {kind} [{}:0] {};\n", w - 1, var(&port));
@@ -1193,11 +1150,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("top.v"), matmul_engine_verilog(rows, cols)).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(&e, &trace.unwrap())).unwrap();
-        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
-        assert!(
-            stdout.contains("MISMATCHES 0"),
-            "{stdout}"
-        );
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
+        };
+        assert!(stdout.contains("MISMATCHES 0"), "{stdout}");
     }
 
     /// One output pixel, nine slices: on one row the slice period is one

@@ -47,10 +47,7 @@ impl<T: Synth> SdpRam<T> {
     /// A RAM of `depth` words (1..=65536) of `lanes >= 1` lanes, all zero.
     pub fn new(lanes: usize, depth: usize) -> Self {
         assert!(lanes >= 1, "an SdpRam needs at least one lane");
-        assert!(
-            (1..=1 << ADDR_BITS).contains(&depth),
-            "depth must be 1..=65536"
-        );
+        assert!((1..=1 << ADDR_BITS).contains(&depth), "depth must be 1..=65536");
         Self {
             clock: Default::default(),
             write_enable: Default::default(),
@@ -144,11 +141,7 @@ impl<T: Synth> SdpRam<T> {
         }
         v += "end\nalways @(posedge clock) q <= mem[ra];\nalways @(*) begin\n";
         for k in 0..lanes {
-            v += &format!(
-                "  read_data${k} = q[{}:{}];\n",
-                (k + 1) * lane_bits - 1,
-                k * lane_bits
-            );
+            v += &format!("  read_data${k} = q[{}:{}];\n", (k + 1) * lane_bits - 1, k * lane_bits);
         }
         v + "end\n"
     }
@@ -203,10 +196,7 @@ pub(crate) mod tests {
     }
 
     fn read_word(ram: &SdpRam<Bits<8>>) -> Vec<u8> {
-        ram.read_data
-            .iter()
-            .map(|d| d.val().index() as u8)
-            .collect()
+        ram.read_data.iter().map(|d| d.val().index() as u8).collect()
     }
 
     /// Random byte-masked writes and reads against a `Vec<u8>` model,
@@ -225,11 +215,7 @@ pub(crate) mod tests {
             let mask: Vec<bool> = (0..lanes).map(|_| rng.gen_bool(0.6)).collect();
             let writing = write != read && rng.gen_bool(0.5);
             let next = model[read * lanes..(read + 1) * lanes].to_vec();
-            cycle(
-                &mut ram,
-                writing.then_some((write, &data[..], &mask[..])),
-                read,
-            );
+            cycle(&mut ram, writing.then_some((write, &data[..], &mask[..])), read);
             assert_eq!(read_word(&ram), next, "read of word {read}");
             if writing {
                 for k in (0..lanes).filter(|&k| mask[k]) {
@@ -299,17 +285,8 @@ pub(crate) mod tests {
                     model[wa * lanes + k] = Some(data[k]);
                 }
             }
-            let bits = mask
-                .iter()
-                .enumerate()
-                .map(|(k, &m)| (m as u32) << k)
-                .sum::<u32>();
-            let bytes = |v: &[u8]| {
-                v.iter()
-                    .rev()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            };
+            let bits = mask.iter().enumerate().map(|(k, &m)| (m as u32) << k).sum::<u32>();
+            let bytes = |v: &[u8]| v.iter().rev().map(|b| format!("{b:02x}")).collect::<String>();
             let expect: Vec<u8> = read.iter().map(|b| b.unwrap_or(0)).collect();
             hex += &format!(
                 "{:02x}{:04x}{:04x}{:02x}{}{}\n",
@@ -388,11 +365,7 @@ endmodule
                 return None;
             }
         };
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Some(std::fs::read_to_string(dir.path().join("stat.txt")).unwrap())
     }
 

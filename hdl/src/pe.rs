@@ -116,11 +116,7 @@ mod tests {
     impl ReferencePe {
         fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
             let base = if clear { 0 } else { self.acc };
-            let product = if enable {
-                act as i64 * weight as i64
-            } else {
-                0
-            };
+            let product = if enable { act as i64 * weight as i64 } else { 0 };
             self.acc = (base + product) as i32 as i64;
             self.act_out = act;
             self.weight_out = weight;
@@ -146,11 +142,7 @@ mod tests {
     }
 
     fn assert_matches(pe: &MacPe, reference: &ReferencePe, cycle: usize) {
-        assert_eq!(
-            pe.acc.val(),
-            Signed::<32>::from(reference.acc),
-            "acc, cycle {cycle}"
-        );
+        assert_eq!(pe.acc.val(), Signed::<32>::from(reference.acc), "acc, cycle {cycle}");
         let act_out = Signed::<8>::from(reference.act_out as i64);
         assert_eq!(pe.act_out.val(), act_out, "act_out, cycle {cycle}");
         let weight_out = Signed::<8>::from(reference.weight_out as i64);
@@ -201,11 +193,7 @@ mod tests {
                 (false, true, act, weight)
             })
             .collect();
-        let expected: i64 = extremes
-            .iter()
-            .map(|&(a, w)| a as i64 * w as i64)
-            .sum::<i64>()
-            * 200;
+        let expected: i64 = extremes.iter().map(|&(a, w)| a as i64 * w as i64).sum::<i64>() * 200;
         assert_eq!(run_against_reference(&inputs), expected);
         let negative = vec![(false, true, -128, 127); 1500];
         assert_eq!(run_against_reference(&negative), -1500 * 16256);
@@ -249,8 +237,7 @@ mod tests {
     #[test]
     fn verilog_has_the_expected_interface() {
         let verilog = pe_verilog();
-        assert!(verilog
-            .contains("module top(clock,clear,enable,act_in,weight_in,act_out,weight_out,acc);"));
+        assert!(verilog.contains("module top(clock,clear,enable,act_in,weight_in,act_out,weight_out,acc);"));
         assert!(verilog.contains("input wire signed [7:0] act_in;"));
         assert!(verilog.contains("output reg signed [31:0] acc;"));
     }
@@ -268,13 +255,7 @@ mod tests {
         let mut inputs: Vec<_> = (0..3000)
             .map(|_| (rng.gen_bool(0.05), rng.gen_bool(0.8), rng.gen(), rng.gen()))
             .collect();
-        let extremes = [
-            (-128, 127),
-            (127, -128),
-            (127, 127),
-            (-128, -128),
-            (-1, -128),
-        ];
+        let extremes = [(-128, 127), (127, -128), (127, 127), (-128, -128), (-1, -128)];
         inputs.extend((0..1000).map(|i| (i == 0, true, extremes[i % 5].0, extremes[i % 5].1)));
         inputs.push((true, true, -128, -128));
         inputs.extend(std::iter::repeat_n((false, true, -128, -128), 131_073));
@@ -339,7 +320,9 @@ endmodule
         std::fs::write(dir.path().join("top.v"), pe_verilog()).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(inputs.len())).unwrap();
         std::fs::write(dir.path().join("vectors.hex"), expected_vectors(&inputs)).unwrap();
-        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
+        };
         let summary = format!("CHECKED {} cycles, 0 mismatches", inputs.len());
         assert!(stdout.contains(&summary), "{stdout}");
     }

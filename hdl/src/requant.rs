@@ -150,16 +150,7 @@ mod tests {
     /// The glue between rust-hdl's bit vectors and i64 in the simulation model.
     #[test]
     fn raw_bits_round_trip_through_sign_extension() {
-        for v in [
-            0i64,
-            1,
-            -1,
-            -128,
-            65535,
-            -65536,
-            i32::MIN as i64,
-            i32::MAX as i64,
-        ] {
+        for v in [0i64, 1, -1, -128, 65535, -65536, i32::MIN as i64, i32::MAX as i64] {
             assert_eq!(sign_extend(raw(v, 32), 32), v as i32 as i64);
             assert_eq!(sign_extend(raw(v, OUT_BITS), OUT_BITS), ((v << 47) >> 47));
         }
@@ -208,12 +199,10 @@ endmodule
         let v = vectors();
         std::fs::write(dir.path().join("top.v"), requantizer_verilog()).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(v.len())).unwrap();
-        std::fs::write(
-            dir.path().join("vectors.hex"),
-            v.iter().map(hex).collect::<String>(),
-        )
-        .unwrap();
-        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
+        std::fs::write(dir.path().join("vectors.hex"), v.iter().map(hex).collect::<String>()).unwrap();
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
+        };
         assert!(
             stdout.contains(&format!("CHECKED {} vectors, 0 mismatches", v.len())),
             "{stdout}"

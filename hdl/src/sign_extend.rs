@@ -68,9 +68,6 @@ mod tests {
         let mut uut = SignExtend::<8, 16>::default();
         uut.connect_all();
         let verilog = generate_verilog(&uut);
-        assert!(
-            verilog.contains("wide = {{8{narrow[7]}}, narrow};"),
-            "{verilog}"
-        );
+        assert!(verilog.contains("wide = {{8{narrow[7]}}, narrow};"), "{verilog}");
     }
 }

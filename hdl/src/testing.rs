@@ -23,7 +23,17 @@ fn verilator(dir: &Path, args: &[&str]) -> Option<Output> {
 pub fn assert_lints_clean(verilog: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("top.v"), verilog).expect("write Verilog");
-    let Some(out) = verilator(dir.path(), &["--lint-only", "-Wall", "-Wno-DECLFILENAME", "--top-module", "top", "top.v"]) else {
+    let Some(out) = verilator(
+        dir.path(),
+        &[
+            "--lint-only",
+            "-Wall",
+            "-Wno-DECLFILENAME",
+            "--top-module",
+            "top",
+            "top.v",
+        ],
+    ) else {
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -34,11 +44,28 @@ pub fn assert_lints_clean(verilog: &str) {
 /// into `dir`) with `verilator --binary`, run it in `dir`, and return its output.
 /// `None` when Verilator is not installed.
 pub fn run_testbench(dir: &Path, sources: &[&str]) -> Option<String> {
-    let mut args = vec!["--binary", "--timing", "-j", "0", "-Wno-fatal", "--top-module", "tb", "-Mdir", "obj"];
+    let mut args = vec![
+        "--binary",
+        "--timing",
+        "-j",
+        "0",
+        "-Wno-fatal",
+        "--top-module",
+        "tb",
+        "-Mdir",
+        "obj",
+    ];
     args.extend_from_slice(sources);
     let build = verilator(dir, &args)?;
-    assert!(build.status.success(), "verilator build failed:\n{}", String::from_utf8_lossy(&build.stderr));
-    let run = Command::new(dir.join("obj/Vtb")).current_dir(dir).output().expect("run the Verilator testbench");
+    assert!(
+        build.status.success(),
+        "verilator build failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let run = Command::new(dir.join("obj/Vtb"))
+        .current_dir(dir)
+        .output()
+        .expect("run the Verilator testbench");
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(run.status.success(), "testbench failed:\n{stdout}");
     Some(stdout)

@@ -13,11 +13,7 @@ pub fn is_identifier(name: &str) -> bool {
 mod tests {
     #[test]
     fn identifiers() {
-        assert!(
-            !super::is_identifier("")
-                && !super::is_identifier("1top")
-                && !super::is_identifier("a b")
-        );
+        assert!(!super::is_identifier("") && !super::is_identifier("1top") && !super::is_identifier("a b"));
         assert!(super::is_identifier("top") && super::is_identifier("_a$b9"));
     }
 }

@@ -312,12 +312,8 @@ pub(crate) mod tests {
     /// Random slice with the extremes forced in: weight -128 and 127, and
     /// activations 255 / 0 (unsigned) or -128 / 127 (signed) against them.
     fn random_slice(rng: &mut ChaCha8Rng, rows: usize, cols: usize, pixels: usize) -> Slice {
-        let mut weights: Vec<Vec<i8>> = (0..rows)
-            .map(|_| (0..cols).map(|_| rng.gen()).collect())
-            .collect();
-        let mut acts: Vec<Vec<u8>> = (0..pixels)
-            .map(|_| (0..rows).map(|_| rng.gen()).collect())
-            .collect();
+        let mut weights: Vec<Vec<i8>> = (0..rows).map(|_| (0..cols).map(|_| rng.gen()).collect()).collect();
+        let mut acts: Vec<Vec<u8>> = (0..pixels).map(|_| (0..rows).map(|_| rng.gen()).collect()).collect();
         let signed = rng.gen_bool(0.5);
         weights[0][0] = -128;
         weights[rows - 1][cols - 1] = 127;
@@ -326,11 +322,7 @@ pub(crate) mod tests {
         if pixels > 1 {
             acts[1] = vec![if signed { 0x80 } else { 0xff }; rows];
         }
-        Slice {
-            weights,
-            acts,
-            signed,
-        }
+        Slice { weights, acts, signed }
     }
 
     /// Inputs of one cycle.
@@ -393,15 +385,9 @@ pub(crate) mod tests {
         array.swap.next = cycle.swap;
         array.wload.next = cycle.wload;
         array.clock.next = Clock { clk: false };
-        assert!(
-            simulate(array, 1000),
-            "array did not settle with the clock low"
-        );
+        assert!(simulate(array, 1000), "array did not settle with the clock low");
         array.clock.next = Clock { clk: true };
-        assert!(
-            simulate(array, 1000),
-            "array did not settle after the rising edge"
-        );
+        assert!(simulate(array, 1000), "array did not settle after the rising edge");
     }
 
     /// The 9-bit operand a cycle's byte lane becomes.
@@ -421,27 +407,15 @@ pub(crate) mod tests {
         let (rows, cols) = (array.rows(), array.cols());
         for c in (0..cols).filter(|c| n >= rows + c) {
             let wdata = Signed::<WEIGHT_BITS>::from(cycles[n - rows - c].wdata[c] as i64);
-            assert_eq!(
-                array.wdata_out[c].val(),
-                wdata,
-                "wdata_out[{c}] after edge {n}"
-            );
+            assert_eq!(array.wdata_out[c].val(), wdata, "wdata_out[{c}] after edge {n}");
             let wload = n >= 2 * rows + c && cycles[n - 2 * rows - c].wload;
-            assert_eq!(
-                array.wload_out[c].val(),
-                wload,
-                "wload_out[{c}] after edge {n}"
-            );
+            assert_eq!(array.wload_out[c].val(), wload, "wload_out[{c}] after edge {n}");
         }
         for r in (0..rows).filter(|r| n >= r + cols) {
             let entered = &cycles[n - r - cols];
             let act = Signed::<ACT_BITS>::from(extended(entered, r));
             assert_eq!(array.act_out[r].val(), act, "act_out[{r}] after edge {n}");
-            assert_eq!(
-                array.swap_out[r].val(),
-                entered.swap,
-                "swap_out[{r}] after edge {n}"
-            );
+            assert_eq!(array.swap_out[r].val(), entered.swap, "swap_out[{r}] after edge {n}");
         }
     }
 
@@ -458,14 +432,7 @@ pub(crate) mod tests {
     /// `rows x cols` array and compares every column's sum for every pixel,
     /// on the exact cycle the module documentation promises, with the i64
     /// reference.
-    fn simulate_run(
-        rows: usize,
-        cols: usize,
-        pixels: usize,
-        slice_count: usize,
-        plan: Plan,
-        seed: u64,
-    ) -> Run {
+    fn simulate_run(rows: usize, cols: usize, pixels: usize, slice_count: usize, plan: Plan, seed: u64) -> Run {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let slices: Vec<Slice> = (0..slice_count)
             .map(|_| random_slice(&mut rng, rows, cols, pixels))
@@ -501,11 +468,7 @@ pub(crate) mod tests {
             }
             psums.push(psum);
         }
-        assert_eq!(
-            right + wrong,
-            slice_count * pixels * cols,
-            "every result compared"
-        );
+        assert_eq!(right + wrong, slice_count * pixels * cols, "every result compared");
         Run {
             cycles,
             psums,
@@ -523,13 +486,7 @@ pub(crate) mod tests {
             lead: rows,
         };
         let run = simulate_run(rows, cols, pixels, slice_count, plan, seed);
-        assert_eq!(
-            run.wrong,
-            0,
-            "{} of {} sums wrong",
-            run.wrong,
-            run.right + run.wrong
-        );
+        assert_eq!(run.wrong, 0, "{} of {} sums wrong", run.wrong, run.right + run.wrong);
         // The last result appears after the second-to-last edge; the consumer
         // takes it at the edge that ends the last cycle.
         // The hardware must take exactly what the compiler's cycle model predicts.
@@ -576,10 +533,7 @@ pub(crate) mod tests {
     #[test]
     fn weights_one_cycle_late_are_not_ready() {
         let run = simulate_run(3, 2, 4, 3, Plan { period: 4, lead: 2 }, 7);
-        assert!(
-            run.wrong > 0,
-            "a lead of rows - 1 should break the last row"
-        );
+        assert!(run.wrong > 0, "a lead of rows - 1 should break the last row");
     }
 
     #[test]
@@ -600,17 +554,17 @@ pub(crate) mod tests {
     /// compares `psum_out` after every edge with the rust-hdl simulation.
     fn testbench(run: &Run, rows: usize, cols: usize) -> String {
         let mut decls = String::from("  reg clock = 0, act_signed = 0, swap = 0, wload = 0;\n");
-        let mut ports =
-            vec![".clock(clock), .act_signed(act_signed), .swap(swap), .wload(wload)".to_string()];
+        let mut ports = vec![".clock(clock), .act_signed(act_signed), .swap(swap), .wload(wload)".to_string()];
         for r in 0..rows {
             decls += &format!("  reg [7:0] a{r} = 0;\n  wire signed [8:0] ao{r};\n  wire so{r};\n");
-            ports.push(format!(
-                ".act_in${r}(a{r}), .act_out${r}(ao{r}), .swap_out${r}(so{r})"
-            ));
+            ports.push(format!(".act_in${r}(a{r}), .act_out${r}(ao{r}), .swap_out${r}(so{r})"));
         }
         for c in 0..cols {
-            decls += &format!("  reg [7:0] w{c} = 0;\n  wire signed [31:0] p{c};\n  wire [7:0] wo{c};\n  wire lo{c};\n");
-            ports.push(format!(".wdata_in${c}(w{c}), .psum_out${c}(p{c}), .wdata_out${c}(wo{c}), .wload_out${c}(lo{c})"));
+            decls +=
+                &format!("  reg [7:0] w{c} = 0;\n  wire signed [31:0] p{c};\n  wire [7:0] wo{c};\n  wire lo{c};\n");
+            ports.push(format!(
+                ".wdata_in${c}(w{c}), .psum_out${c}(p{c}), .wdata_out${c}(wo{c}), .wload_out${c}(lo{c})"
+            ));
         }
         let mut body = String::new();
         for (n, (cycle, psum)) in run.cycles.iter().zip(&run.psums).enumerate() {
@@ -652,7 +606,9 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("top.v"), ws_array_verilog(rows, cols)).unwrap();
         std::fs::write(dir.path().join("tb.sv"), testbench(&run, rows, cols)).unwrap();
-        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else { return };
+        let Some(stdout) = crate::testing::run_testbench(dir.path(), &["tb.sv", "top.v"]) else {
+            return;
+        };
         let summary = format!("CHECKED {} cycles, 0 mismatches", run.cycles.len());
         assert!(stdout.contains(&summary), "{stdout}");
     }

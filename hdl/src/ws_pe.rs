@@ -79,10 +79,7 @@ pub struct WsPe {
 impl Logic for WsPe {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(
-            self, clock, active, shadow, act_reg, swap_reg, psum_reg, wdata_reg, wload_half,
-            wload_reg
-        );
+        dff_setup!(self, clock, active, shadow, act_reg, swap_reg, psum_reg, wdata_reg, wload_half, wload_reg);
         // Systolic pass-through registers.
         self.act_reg.d.next = self.act_in.val();
         self.swap_reg.d.next = self.swap_in.val();
@@ -108,8 +105,7 @@ impl Logic for WsPe {
         // Widen both operands: the only multiply the simulator has is 16x16.
         self.act_ext.narrow.next = self.act_in.val();
         self.weight_ext.narrow.next = self.weight.val();
-        self.psum_reg.d.next =
-            self.psum_in.val() + self.act_ext.wide.val() * self.weight_ext.wide.val();
+        self.psum_reg.d.next = self.psum_in.val() + self.act_ext.wide.val() * self.weight_ext.wide.val();
     }
 }
 
@@ -173,11 +169,7 @@ mod tests {
         assert_eq!(pe.psum_out.val(), psum, "psum_out, cycle {cycle}");
         let act = Signed::<ACT_BITS>::from(reference.act_out);
         assert_eq!(pe.act_out.val(), act, "act_out, cycle {cycle}");
-        assert_eq!(
-            pe.swap_out.val(),
-            reference.swap_out,
-            "swap_out, cycle {cycle}"
-        );
+        assert_eq!(pe.swap_out.val(), reference.swap_out, "swap_out, cycle {cycle}");
         let wdata = Signed::<WEIGHT_BITS>::from(reference.wdata_out);
         assert_eq!(pe.wdata_out.val(), wdata, "wdata_out, cycle {cycle}");
         let wload = reference.wload_pipe[1];
@@ -216,13 +208,7 @@ mod tests {
                     rng.gen::<i8>() as i64
                 };
                 let psum = rng.gen::<i32>() as i64;
-                (
-                    random_act(&mut rng),
-                    rng.gen_bool(0.2),
-                    psum,
-                    rng.gen_bool(0.3),
-                    weight,
-                )
+                (random_act(&mut rng), rng.gen_bool(0.2), psum, rng.gen_bool(0.3), weight)
             })
             .collect();
         run_against_reference(&inputs);
@@ -258,10 +244,7 @@ mod tests {
     #[test]
     fn verilog_has_the_expected_interface() {
         let verilog = ws_pe_verilog();
-        assert!(
-            verilog.contains("input wire signed [8:0] act_in;"),
-            "{verilog}"
-        );
+        assert!(verilog.contains("input wire signed [8:0] act_in;"), "{verilog}");
         assert!(verilog.contains("output reg signed [31:0] psum_out;"));
     }
 

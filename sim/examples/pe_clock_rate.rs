@@ -39,9 +39,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     model.set_signed(model.port("weight_in")?, 7)?;
     let rate = clock_rate(&mut model, clock, cycles)?;
     let acc = model.get_signed(model.port("acc")?)?;
-    println!(
-        "{cycles} cycles: {:.2} M cycles/s (acc = {acc})",
-        rate / 1e6
-    );
+    println!("{cycles} cycles: {:.2} M cycles/s (acc = {acc})", rate / 1e6);
     Ok(())
 }

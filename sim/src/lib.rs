@@ -13,28 +13,18 @@ pub mod model;
 
 pub use lint::{lint, LintWarning, SourceLocation};
 pub use model::{clock_rate, PortId, VerilatedModel};
-pub use verilator_sys::{
-    build_model, BuildOptions, BuildStats, Direction, ModelBuild, Port, VerilatorInstall,
-};
+pub use verilator_sys::{build_model, BuildOptions, BuildStats, Direction, ModelBuild, Port, VerilatorInstall};
 
 #[derive(Debug, Error)]
 pub enum SimError {
     #[error(transparent)]
     Verilator(#[from] VerilatorError),
     #[error("cannot read Verilog file {path}: {source}")]
-    InputMissing {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)"
-    )]
+    InputMissing { path: PathBuf, source: std::io::Error },
+    #[error("invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)")]
     InvalidTop(String),
     #[error("cannot run {tool}: {source}")]
-    Spawn {
-        tool: String,
-        source: std::io::Error,
-    },
+    Spawn { tool: String, source: std::io::Error },
     #[error("Verilator rejected {path}:\n{}", errors.join("\n"))]
     VerilogErrors { path: PathBuf, errors: Vec<String> },
     #[error("cannot load model library {path}: {reason}")]
@@ -48,22 +38,12 @@ pub enum SimError {
     #[error("this port id belongs to another design; get ids from this model's port()")]
     ForeignPort,
     #[error("value {value:#x} does not fit the {width}-bit port `{port}`")]
-    ValueTooWide {
-        port: String,
-        width: u32,
-        value: u64,
-    },
+    ValueTooWide { port: String, width: u32, value: u64 },
     #[error("value {value} does not fit the {width}-bit signed port `{port}`")]
-    SignedOutOfRange {
-        port: String,
-        width: u32,
-        value: i64,
-    },
+    SignedOutOfRange { port: String, width: u32, value: i64 },
     #[error("port `{port}` is {width} bits wide; a clock must be a 1-bit input")]
     NotAClock { port: String, width: u32 },
-    #[error(
-        "this model was built without tracing; build it with BuildOptions {{ trace: true, .. }}"
-    )]
+    #[error("this model was built without tracing; build it with BuildOptions {{ trace: true, .. }}")]
     TraceNotBuilt,
     #[error("cannot open VCD file {0}")]
     VcdOpen(PathBuf),

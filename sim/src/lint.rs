@@ -172,10 +172,7 @@ mod tests {
             panic!("{err}")
         };
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(
-            errors[0].contains("Can't find definition of variable: 'b'"),
-            "{err}"
-        );
+        assert!(errors[0].contains("Can't find definition of variable: 'b'"), "{err}");
     }
 
     #[test]
@@ -188,8 +185,7 @@ mod tests {
 
     #[test]
     fn parses_warning_lines() {
-        let line =
-            "%Warning-WIDTH: dir:with:colons/top.v:66:49: Operator AND expects 16 bits: really";
+        let line = "%Warning-WIDTH: dir:with:colons/top.v:66:49: Operator AND expects 16 bits: really";
         let warning = parse_warning_line(line).unwrap();
         assert_eq!(warning.code, "WIDTH");
         let location = warning.location.unwrap();
@@ -201,14 +197,8 @@ mod tests {
         assert_eq!((bare.code.as_str(), bare.location), ("MULTITOP", None));
         assert_eq!(bare.message, "Multiple top level modules");
 
-        assert_eq!(
-            parse_warning_line("                : ... In instance top"),
-            None
-        );
-        assert_eq!(
-            parse_warning_line("%Error: Exiting due to 1 error(s)"),
-            None
-        );
+        assert_eq!(parse_warning_line("                : ... In instance top"), None);
+        assert_eq!(parse_warning_line("%Error: Exiting due to 1 error(s)"), None);
         assert_eq!(parse_warning_line("%Warning-WIDTH"), None);
     }
 }

@@ -47,8 +47,7 @@ impl VerilatedModel {
         let loaded = load_library(build)?;
         // SAFETY: `new` takes no arguments; it returns NULL on failure.
         let raw = unsafe { (loaded.shim.new)() };
-        let handle =
-            NonNull::new(raw).ok_or_else(|| SimError::ModelCreate(build.library.clone()))?;
+        let handle = NonNull::new(raw).ok_or_else(|| SimError::ModelCreate(build.library.clone()))?;
         let mut model = VerilatedModel {
             loaded,
             handle,
@@ -184,12 +183,11 @@ impl VerilatedModel {
         if !self.loaded.trace {
             return Err(SimError::TraceNotBuilt);
         }
-        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| SimError::VcdOpen(path.to_path_buf()))?;
+        let c_path =
+            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| SimError::VcdOpen(path.to_path_buf()))?;
         // SAFETY: the handle is live and `c_path` is a NUL-terminated string
         // that outlives the call (the shim copies it).
-        let status =
-            unsafe { (self.loaded.shim.trace_open)(self.handle.as_ptr(), c_path.as_ptr()) };
+        let status = unsafe { (self.loaded.shim.trace_open)(self.handle.as_ptr(), c_path.as_ptr()) };
         if status != 0 {
             return Err(SimError::VcdOpen(path.to_path_buf()));
         }
@@ -211,9 +209,7 @@ impl VerilatedModel {
         if port.library != self.loaded.serial {
             return Err(SimError::ForeignPort);
         }
-        self.ports()
-            .get(port.index as usize)
-            .ok_or(SimError::ForeignPort)
+        self.ports().get(port.index as usize).ok_or(SimError::ForeignPort)
     }
 
     fn input(&self, port: PortId) -> Result<&Port, SimError> {
@@ -295,9 +291,7 @@ struct Loaded {
 fn load_library(build: &ModelBuild) -> Result<&'static Loaded, SimError> {
     static LOADED: Mutex<BTreeMap<PathBuf, &'static Loaded>> = Mutex::new(BTreeMap::new());
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let mut loaded = LOADED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(existing) = loaded.get(&build.library) {
         return Ok(existing);
     }
@@ -369,9 +363,7 @@ fn check_port_table(library: &'static Library, ports: &[Port]) -> Result<(), Str
         let is_input: unsafe extern "C" fn(u32) -> c_int = symbol(library, "divqat_port_is_input")?;
         (0..count())
             .map(|i| {
-                let text = std::ffi::CStr::from_ptr(name(i))
-                    .to_string_lossy()
-                    .into_owned();
+                let text = std::ffi::CStr::from_ptr(name(i)).to_string_lossy().into_owned();
                 (text, width(i), is_input(i) != 0)
             })
             .collect::<Vec<_>>()
@@ -383,9 +375,7 @@ fn check_port_table(library: &'static Library, ports: &[Port]) -> Result<(), Str
     if table == expected {
         Ok(())
     } else {
-        Err(format!(
-            "port table {table:?} differs from the build's {expected:?}"
-        ))
+        Err(format!("port table {table:?} differs from the build's {expected:?}"))
     }
 }
 

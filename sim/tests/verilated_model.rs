@@ -59,11 +59,7 @@ struct ReferencePe {
 impl ReferencePe {
     fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
         let base = if clear { 0 } else { self.acc };
-        let product = if enable {
-            act as i64 * weight as i64
-        } else {
-            0
-        };
+        let product = if enable { act as i64 * weight as i64 } else { 0 };
         self.acc = (base + product) as i32 as i64;
         self.act_out = act;
         self.weight_out = weight;
@@ -77,13 +73,7 @@ fn pe_stimulus() -> Vec<(bool, bool, i8, i8)> {
     let mut inputs: Vec<_> = (0..5000)
         .map(|_| (rng.gen_bool(0.05), rng.gen_bool(0.8), rng.gen(), rng.gen()))
         .collect();
-    let extremes = [
-        (-128, 127),
-        (127, -128),
-        (127, 127),
-        (-128, -128),
-        (-1, -128),
-    ];
+    let extremes = [(-128, 127), (127, -128), (127, 127), (-128, -128), (-1, -128)];
     inputs.extend((0..1000).map(|i| (i == 0, true, extremes[i % 5].0, extremes[i % 5].1)));
     inputs.push((true, true, -128, -128));
     inputs.extend(std::iter::repeat_n((false, true, -128, -128), 131_073));
@@ -184,15 +174,8 @@ fn a_second_build_comes_from_the_cache() -> Result<(), SimError> {
     let cached = build_model(&counter_verilog(7), "top", &opts)?;
     let elapsed = start.elapsed();
     assert!(cached.stats.from_cache, "{:?}", cached.stats);
-    assert_eq!(
-        cached.stats.verilate,
-        Duration::ZERO,
-        "verilator must not run"
-    );
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "cached build took {elapsed:?}"
-    );
+    assert_eq!(cached.stats.verilate, Duration::ZERO, "verilator must not run");
+    assert!(elapsed < Duration::from_secs(1), "cached build took {elapsed:?}");
     assert_eq!((cached.key, cached.library), (cold.key, cold.library));
     Ok(())
 }
@@ -254,10 +237,7 @@ fn bad_designs_and_names_are_refused_before_building() {
     };
     let wide = "module top(input wire clock, output reg [64:0] big_sum); endmodule";
     let err = build_model(wide, "top", &opts).unwrap_err();
-    assert!(
-        err.to_string().contains("port `big_sum` is 65 bits wide"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("port `big_sum` is 65 bits wide"), "{err}");
     let err = build_model(&counter_verilog(4), "top; rm -rf", &opts).unwrap_err();
     assert!(matches!(err, VerilatorError::InvalidTop(_)), "{err}");
     let err = build_model(&counter_verilog(4), "other", &opts).unwrap_err();
@@ -277,24 +257,13 @@ fn misuse_of_ports_gives_clear_errors() -> Result<(), SimError> {
     );
     let (count, reset) = (model.port("count")?, model.port("reset")?);
     let err = model.set(count, 1).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "port `count` is an output; only inputs can be set"
-    );
+    assert_eq!(err.to_string(), "port `count` is an output; only inputs can be set");
     let err = model.set(reset, 2).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "value 0x2 does not fit the 1-bit port `reset`"
-    );
+    assert_eq!(err.to_string(), "value 0x2 does not fit the 1-bit port `reset`");
     assert!(matches!(model.tick(count), Err(SimError::NotAnInput(_))));
-    let err = model
-        .open_vcd(&std::env::temp_dir().join("x.vcd"))
-        .unwrap_err();
+    let err = model.open_vcd(&std::env::temp_dir().join("x.vcd")).unwrap_err();
     assert!(matches!(err, SimError::TraceNotBuilt), "{err}");
-    assert!(matches!(
-        clock_rate(&mut model, reset, 0),
-        Err(SimError::NoCycles)
-    ));
+    assert!(matches!(clock_rate(&mut model, reset, 0), Err(SimError::NoCycles)));
     Ok(())
 }
 
@@ -309,11 +278,7 @@ fn tracing_writes_a_vcd_file() -> Result<(), SimError> {
     };
     let plain_key = build_model(&counter_verilog(4), "top", &BuildOptions::default())?.key;
     let mut model = VerilatedModel::new(&counter_verilog(4), "top", &opts)?;
-    assert_ne!(
-        model.build().key,
-        plain_key,
-        "tracing is a separate cache entry"
-    );
+    assert_ne!(model.build().key, plain_key, "tracing is a separate cache entry");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("counter.vcd");
     model.open_vcd(&path)?;
@@ -337,11 +302,7 @@ fn encoded_port_names_work() -> Result<(), SimError> {
     }
     let verilog = "module top(a__b, x$y, delete);\n  input [3:0] a__b;\n  input x$y;\n  output [4:0] delete;\n  assign delete = a__b + x$y;\nendmodule\n";
     let mut model = VerilatedModel::new(verilog, "top", &BuildOptions::default())?;
-    let (a, x, sum) = (
-        model.port("a__b")?,
-        model.port("x$y")?,
-        model.port("delete")?,
-    );
+    let (a, x, sum) = (model.port("a__b")?, model.port("x$y")?, model.port("delete")?);
     model.set(a, 15)?;
     model.set(x, 1)?;
     model.eval();

@@ -45,14 +45,29 @@ pub struct TrainBenchArgs {
 fn train(args: TrainBenchArgs) -> anyhow::Result<()> {
     use compiler::zoo::Arch;
     let cases = [(Arch::SmallCnn, [1, 28, 28]), (Arch::Resnet20, [3, 32, 32])];
-    let rates: Vec<_> = cases.iter().map(|&(arch, input)| trainer::bench::bench_steps(arch, input, 10, args.batch, args.steps)).collect();
+    let rates: Vec<_> = cases
+        .iter()
+        .map(|&(arch, input)| trainer::bench::bench_steps(arch, input, 10, args.batch, args.steps))
+        .collect();
     if args.json {
         return print_json(&rates);
     }
-    println!("{:<10} {:>10} {:>12} {:>12} {:>14} {:>10} {:>12}", "arch", "input", "FP img/s", "QAT img/s", "DivQAT img/s", "QAT/FP", "DivQAT/FP");
+    println!(
+        "{:<10} {:>10} {:>12} {:>12} {:>14} {:>10} {:>12}",
+        "arch", "input", "FP img/s", "QAT img/s", "DivQAT img/s", "QAT/FP", "DivQAT/FP"
+    );
     for r in &rates {
         let input = format!("{}x{}x{}", r.input[0], r.input[1], r.input[2]);
-        println!("{:<10} {:>10} {:>12.0} {:>12.0} {:>14.0} {:>9.2}x {:>11.2}x", r.arch, input, r.fp_images_per_second, r.qat_images_per_second, r.divqat_images_per_second, r.qat_cost_vs_fp, r.divqat_cost_vs_fp);
+        println!(
+            "{:<10} {:>10} {:>12.0} {:>12.0} {:>14.0} {:>9.2}x {:>11.2}x",
+            r.arch,
+            input,
+            r.fp_images_per_second,
+            r.qat_images_per_second,
+            r.divqat_images_per_second,
+            r.qat_cost_vs_fp,
+            r.divqat_cost_vs_fp
+        );
     }
     println!("(QAT/FP = FP step throughput divided by QAT step throughput: the slowdown of fake quantization)");
     Ok(())
@@ -81,8 +96,19 @@ struct ReferenceBench {
 }
 
 fn bench_images(count: usize) -> Vec<u8> {
-    match datasets::load(DatasetId::FashionMnist, SplitKind::Test, &DataLocations::default_locations()) {
-        Ok(test) => test.images.chunks_exact(test.image_len()).cycle().take(count).flatten().copied().collect(),
+    match datasets::load(
+        DatasetId::FashionMnist,
+        SplitKind::Test,
+        &DataLocations::default_locations(),
+    ) {
+        Ok(test) => test
+            .images
+            .chunks_exact(test.image_len())
+            .cycle()
+            .take(count)
+            .flatten()
+            .copied()
+            .collect(),
         // Without the dataset: a fixed pseudo-random pattern (multiplicative hash).
         Err(_) => (0..count * 784).map(|i| ((i * 2654435761usize) >> 7) as u8).collect(),
     }
@@ -100,7 +126,10 @@ fn reference(args: ReferenceBenchArgs) -> anyhow::Result<()> {
     let macs = model.macs();
     let backend = Reference::new(model);
     let images = bench_images(args.images);
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().context("thread pool")?;
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("thread pool")?;
     let all = rayon::ThreadPoolBuilder::new().build().context("thread pool")?;
     throughput(&all, &backend, &images[..images.len().min(100 * 784)])?; // warm-up
     let baseline = throughput(&one, &backend, &images)?;
@@ -119,10 +148,19 @@ fn reference(args: ReferenceBenchArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&report);
     }
-    println!("reference interpreter, {} ({} MACs/image), {} images", report.model, macs, args.images);
+    println!(
+        "reference interpreter, {} ({} MACs/image), {} images",
+        report.model, macs, args.images
+    );
     println!("  1 thread (baseline): {:>8.0} images/s", baseline);
-    println!("  {} threads:          {:>8.0} images/s  ({:.2}x baseline)", report.threads, measured, report.speedup_vs_one_thread);
-    println!("  target {:.0} images/s: {:.2}x target", REFERENCE_TARGET_IMAGES_PER_SECOND, report.ratio_to_target);
+    println!(
+        "  {} threads:          {:>8.0} images/s  ({:.2}x baseline)",
+        report.threads, measured, report.speedup_vs_one_thread
+    );
+    println!(
+        "  target {:.0} images/s: {:.2}x target",
+        REFERENCE_TARGET_IMAGES_PER_SECOND, report.ratio_to_target
+    );
     Ok(())
 }
 

@@ -23,7 +23,9 @@ pub enum Emit {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat compile --model runs/qat/model.qnn --hw 8x8 --out build/\n  divqat compile --model m.qnn --hw 2x2 --out build2 --emit asm\n  divqat compile --model m.qnn --hw my-hw.toml --out build --json")]
+#[command(
+    after_help = "Examples:\n  divqat compile --model runs/qat/model.qnn --hw 8x8 --out build/\n  divqat compile --model m.qnn --hw 2x2 --out build2 --emit asm\n  divqat compile --model m.qnn --hw my-hw.toml --out build --json"
+)]
 pub struct CompileArgs {
     /// Integer model file (.qnn).
     #[arg(long, value_name = "FILE")]
@@ -79,7 +81,16 @@ struct RegionJson {
 
 fn region_json(c: &Compiled, r: &compiler::lower::layout::Region) -> RegionJson {
     let g = r.geometry;
-    RegionJson { base: r.base, bytes: g.bytes(c.hw.rows), channels: g.channels, height: g.height, width: g.width, groups: g.groups, bits: g.dtype.bits, signed: g.dtype.signed }
+    RegionJson {
+        base: r.base,
+        bytes: g.bytes(c.hw.rows),
+        channels: g.channels,
+        height: g.height,
+        width: g.width,
+        groups: g.groups,
+        bits: g.dtype.bits,
+        signed: g.dtype.signed,
+    }
 }
 
 fn write_build(dir: &Path, c: &Compiled, r: &CycleReport) -> anyhow::Result<()> {
@@ -106,7 +117,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<()> {
     let hw = HwConfig::from_arg(&args.hw)?;
     let model = compiler::load(&args.model)?;
     let start = Instant::now();
-    let compiled = compile(&model, &hw).with_context(|| format!("cannot compile {} for {}x{}", args.model.display(), hw.rows, hw.cols))?;
+    let compiled = compile(&model, &hw)
+        .with_context(|| format!("cannot compile {} for {}x{}", args.model.display(), hw.rows, hw.cols))?;
     let compile_seconds = start.elapsed().as_secs_f64();
     let cycles = report(&model, &compiled)?;
     write_build(&args.out, &compiled, &cycles)?;
@@ -115,7 +127,18 @@ pub fn run(args: CompileArgs) -> anyhow::Result<()> {
     }
     let summary = CompileReport {
         hw: &hw,
-        layers: cycles.layers.iter().map(|l| LayerLine { name: l.name.clone(), kind: l.kind, macs: l.macs, cycles: l.cycles, utilization: l.utilization, dram_bytes: l.dram_bytes }).collect(),
+        layers: cycles
+            .layers
+            .iter()
+            .map(|l| LayerLine {
+                name: l.name.clone(),
+                kind: l.kind,
+                macs: l.macs,
+                cycles: l.cycles,
+                utilization: l.utilization,
+                dram_bytes: l.dram_bytes,
+            })
+            .collect(),
         total_cycles: cycles.total_cycles,
         utilization: cycles.utilization,
         program_bytes: compiled.program.len() * isa::INSTRUCTION_BYTES,
@@ -135,13 +158,36 @@ pub fn run(args: CompileArgs) -> anyhow::Result<()> {
 }
 
 fn print_table(s: &CompileReport, out: &Path) {
-    println!("{}x{} array, {} instructions ({} bytes), memory image {} bytes -> {}", s.hw.rows, s.hw.cols, s.instructions, s.program_bytes, s.memory_image_bytes, out.display());
-    println!("{:<16} {:<16} {:>11} {:>10} {:>7} {:>10}", "layer", "kind", "MACs", "cycles", "util", "DRAM B");
+    println!(
+        "{}x{} array, {} instructions ({} bytes), memory image {} bytes -> {}",
+        s.hw.rows,
+        s.hw.cols,
+        s.instructions,
+        s.program_bytes,
+        s.memory_image_bytes,
+        out.display()
+    );
+    println!(
+        "{:<16} {:<16} {:>11} {:>10} {:>7} {:>10}",
+        "layer", "kind", "MACs", "cycles", "util", "DRAM B"
+    );
     for l in &s.layers {
-        println!("{:<16} {:<16} {:>11} {:>10} {:>6.1}% {:>10}", l.name, l.kind, l.macs, l.cycles, 100.0 * l.utilization, l.dram_bytes);
+        println!(
+            "{:<16} {:<16} {:>11} {:>10} {:>6.1}% {:>10}",
+            l.name,
+            l.kind,
+            l.macs,
+            l.cycles,
+            100.0 * l.utilization,
+            l.dram_bytes
+        );
     }
     println!(
         "total: {} cycles, utilization {:.1}%, {} DRAM bytes; {:.0} images/s at {} MHz",
-        s.total_cycles, 100.0 * s.utilization, s.dram_bytes, s.images_per_second_at_clock, s.hw.clock_mhz
+        s.total_cycles,
+        100.0 * s.utilization,
+        s.dram_bytes,
+        s.images_per_second_at_clock,
+        s.hw.clock_mhz
     );
 }

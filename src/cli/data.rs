@@ -10,7 +10,9 @@ use super::output::print_json;
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// List every dataset with its shape, classes, split sizes and whether it is installed.
-    #[command(after_help = "Examples:\n  divqat data list\n  divqat data list --json --data-dir ~/cifar-10-batches-bin")]
+    #[command(
+        after_help = "Examples:\n  divqat data list\n  divqat data list --json --data-dir ~/cifar-10-batches-bin"
+    )]
     List(ListArgs),
 }
 
@@ -43,11 +45,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     if args.json {
         return print_json(&rows);
     }
-    println!("{:<20} {:>8} {:>7} {:>6} {:>6}  {:<9}  location", "dataset", "shape", "classes", "train", "test", "installed");
+    println!(
+        "{:<20} {:>8} {:>7} {:>6} {:>6}  {:<9}  location",
+        "dataset", "shape", "classes", "train", "test", "installed"
+    );
     for r in &rows {
         let shape = format!("{}x{}x{}", r.shape[0], r.shape[1], r.shape[2]);
         let installed = if r.installed { "yes" } else { "no" };
-        println!("{:<20} {:>8} {:>7} {:>6} {:>6}  {:<9}  {}", r.name, shape, r.classes, r.train, r.test, installed, r.location);
+        println!(
+            "{:<20} {:>8} {:>7} {:>6} {:>6}  {:<9}  {}",
+            r.name, shape, r.classes, r.train, r.test, installed, r.location
+        );
     }
     Ok(())
 }

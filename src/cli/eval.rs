@@ -22,7 +22,9 @@ pub enum BackendKind {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json\n  divqat eval --model m.qnn --backend functional --hw 8x8 --limit 200")]
+#[command(
+    after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json\n  divqat eval --model m.qnn --backend functional --hw 8x8 --limit 200"
+)]
 pub struct EvalArgs {
     /// Integer model file (.qnn, written by divqat train or random-model).
     #[arg(long, value_name = "FILE")]
@@ -71,16 +73,29 @@ struct EvalReport {
 /// Refuse a dataset the model cannot take, naming both shapes.
 pub fn check_compatible(model: &compiler::Model, data: &Split, dataset: DatasetId) -> anyhow::Result<()> {
     if model.input.shape != data.shape {
-        bail!("model input is {:?} but {dataset} images are {:?}", model.input.shape, data.shape);
+        bail!(
+            "model input is {:?} but {dataset} images are {:?}",
+            model.input.shape,
+            data.shape
+        );
     }
     if model.num_classes() < data.classes {
-        bail!("model has {} outputs but {dataset} has {} classes", model.num_classes(), data.classes);
+        bail!(
+            "model has {} outputs but {dataset} has {} classes",
+            model.num_classes(),
+            data.classes
+        );
     }
     Ok(())
 }
 
 /// Run `backend` over `data` in batches with a progress bar; returns the predictions.
-pub fn predict(backend: &dyn Backend, data: &Split, batch_size: usize, show_progress: bool) -> anyhow::Result<Vec<usize>> {
+pub fn predict(
+    backend: &dyn Backend,
+    data: &Split,
+    batch_size: usize,
+    show_progress: bool,
+) -> anyhow::Result<Vec<usize>> {
     let bar = progress_bar(data.len() as u64, backend.name());
     if !show_progress {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -116,9 +131,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
-    let predictions = predict(backend.as_ref(), &data, args.batch_size as usize, !args.json).context("inference failed")?;
+    let predictions =
+        predict(backend.as_ref(), &data, args.batch_size as usize, !args.json).context("inference failed")?;
     let seconds = start.elapsed().as_secs_f64();
-    let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| **p == **l as usize).count();
+    let correct = predictions
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
     let report = EvalReport {
         accuracy: correct as f64 / data.len() as f64,
         images: data.len(),
@@ -138,7 +158,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     println!(
         "{} on {} {} ({} images): accuracy {:.2}% ({}/{}), {:.0} images/s",
-        report.backend, report.dataset, report.split, report.images, 100.0 * report.accuracy, correct, report.images, report.images_per_second
+        report.backend,
+        report.dataset,
+        report.split,
+        report.images,
+        100.0 * report.accuracy,
+        correct,
+        report.images,
+        report.images_per_second
     );
     Ok(())
 }

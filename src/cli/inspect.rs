@@ -84,13 +84,32 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         return print_json(&summary);
     }
     let [c, h, w] = summary.input_shape;
-    println!("model {} (format v{}), input {c}x{h}x{w} u8, {} classes", summary.name, summary.format_version, summary.classes);
-    println!("{:<14} {:<16} {:<12} {:>12} {:>6} {:>5} {:>9} {:>11}", "layer", "op", "geometry", "output", "dtype", "wbits", "params", "MACs");
+    println!(
+        "model {} (format v{}), input {c}x{h}x{w} u8, {} classes",
+        summary.name, summary.format_version, summary.classes
+    );
+    println!(
+        "{:<14} {:<16} {:<12} {:>12} {:>6} {:>5} {:>9} {:>11}",
+        "layer", "op", "geometry", "output", "dtype", "wbits", "params", "MACs"
+    );
     for (l, layer) in summary.layers.iter().zip(&model.layers) {
         let [oc, oh, ow] = l.output_shape;
         let wbits = l.weight_bits.map_or("-".to_string(), |b| b.to_string());
-        println!("{:<14} {:<16} {:<12} {:>12} {:>6} {:>5} {:>9} {:>11}", l.name, l.op, geometry(&layer.op), format!("{oc}x{oh}x{ow}"), l.output_dtype, wbits, l.parameters, l.macs);
+        println!(
+            "{:<14} {:<16} {:<12} {:>12} {:>6} {:>5} {:>9} {:>11}",
+            l.name,
+            l.op,
+            geometry(&layer.op),
+            format!("{oc}x{oh}x{ow}"),
+            l.output_dtype,
+            wbits,
+            l.parameters,
+            l.macs
+        );
     }
-    println!("total: {} parameters, {} MACs per image", summary.parameters, summary.macs_per_image);
+    println!(
+        "total: {} parameters, {} MACs per image",
+        summary.parameters, summary.macs_per_image
+    );
     Ok(())
 }

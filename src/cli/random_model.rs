@@ -9,7 +9,9 @@ use compiler::synthetic::{self, Precision};
 use compiler::zoo::Arch;
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  divqat random-model --out model.qnn\n  divqat random-model --arch resnet8 --input 3x32x32 --weight-bits 4 --activation-bits 4 --out r.qnn")]
+#[command(
+    after_help = "Examples:\n  divqat random-model --out model.qnn\n  divqat random-model --arch resnet8 --input 3x32x32 --weight-bits 4 --activation-bits 4 --out r.qnn"
+)]
 pub struct RandomModelArgs {
     /// small-cnn, cnv, resnet8, resnet20 or resnet18 (the trainer's model zoo).
     #[arg(long, default_value = "small-cnn")]
@@ -35,7 +37,11 @@ pub struct RandomModelArgs {
 
 /// Parse "CxHxW", e.g. "1x28x28".
 pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
-    let dims: Vec<usize> = s.split('x').map(|d| d.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("'{s}': {e}"))?;
     match dims[..] {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
         _ => Err(format!("'{s}': expected CxHxW with positive sizes, e.g. 1x28x28")),
@@ -43,10 +49,18 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
 }
 
 pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
-    let precision = Precision { weight_bits: args.weight_bits, activation_bits: args.activation_bits };
+    let precision = Precision {
+        weight_bits: args.weight_bits,
+        activation_bits: args.activation_bits,
+    };
     let model = synthetic::random_model(args.arch, args.input, args.classes, args.width, precision, args.seed)
         .with_context(|| format!("cannot build {} for a {:?} input", args.arch, args.input))?;
     compiler::save(&model, &args.out)?;
-    eprintln!("wrote {} ({} parameters, {} MACs per image)", args.out.display(), model.parameter_count(), model.macs());
+    eprintln!(
+        "wrote {} ({} parameters, {} MACs per image)",
+        args.out.display(),
+        model.parameter_count(),
+        model.macs()
+    );
     Ok(())
 }

@@ -127,11 +127,16 @@ macro_rules! override_fields {
 
 fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let resumed_config = args.out.join(trainer::train::CONFIG_FILE);
-    let base = args.config.clone().or_else(|| (args.resume && resumed_config.exists()).then_some(resumed_config));
+    let base = args
+        .config
+        .clone()
+        .or_else(|| (args.resume && resumed_config.exists()).then_some(resumed_config));
     let mut config = match &base {
         Some(path) => TrainConfig::load(path).map_err(anyhow::Error::msg)?,
         None => {
-            let Some(mode) = args.mode else { bail!("--mode fp|qat|divqat is required (or --config FILE)") };
+            let Some(mode) = args.mode else {
+                bail!("--mode fp|qat|divqat is required (or --config FILE)")
+            };
             TrainConfig::defaults(mode, args.dataset.unwrap_or(DatasetId::FashionMnist))
         }
     };
@@ -163,10 +168,21 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
 
 fn print_summary(s: &TrainSummary, out: &std::path::Path) {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
-    println!("{} run in {} finished: {} epochs, {:.0} s", s.mode.as_str(), out.display(), s.epochs, s.seconds);
+    println!(
+        "{} run in {} finished: {} epochs, {:.0} s",
+        s.mode.as_str(),
+        out.display(),
+        s.epochs,
+        s.seconds
+    );
     println!("  test accuracy (deployed): {}", pct(Some(s.test_accuracy)));
     if s.integer_accuracy.is_some() {
-        println!("  fake-quant {}  integer {}  top-1 agreement {}", pct(s.fakequant_accuracy), pct(s.integer_accuracy), pct(s.agreement));
+        println!(
+            "  fake-quant {}  integer {}  top-1 agreement {}",
+            pct(s.fakequant_accuracy),
+            pct(s.integer_accuracy),
+            pct(s.agreement)
+        );
         println!("  integer model: {}", out.join(trainer::train::MODEL_FILE).display());
     }
     if let Some(kl) = s.kl_to_teacher {
@@ -188,8 +204,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         locations: DataLocations::default_locations(),
         pause_after: args.pause_after,
     };
-    let Some(summary) = run_training(&config, &options).with_context(|| format!("training run {}", args.out.display()))? else {
-        eprintln!("paused; continue with: divqat train --resume --out {}", args.out.display());
+    let Some(summary) =
+        run_training(&config, &options).with_context(|| format!("training run {}", args.out.display()))?
+    else {
+        eprintln!(
+            "paused; continue with: divqat train --resume --out {}",
+            args.out.display()
+        );
         return Ok(());
     };
     if args.json {

@@ -44,12 +44,20 @@ fn epoch_rng(seed: u64, epoch: usize, stream: u64) -> ChaCha8Rng {
 }
 
 /// The batches of one training epoch: shuffled, augmented.
-pub fn epoch_batches(data: &Split, batch_size: usize, seed: u64, epoch: usize, augment: Augment) -> impl Iterator<Item = Batch> + '_ {
+pub fn epoch_batches(
+    data: &Split,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    augment: Augment,
+) -> impl Iterator<Item = Batch> + '_ {
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.shuffle(&mut epoch_rng(seed, epoch, 1));
     let mut aug_rng = epoch_rng(seed, epoch, 2);
     let chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
-    chunks.into_iter().map(move |idx| make_batch(data, &idx, augment, &mut aug_rng))
+    chunks
+        .into_iter()
+        .map(move |idx| make_batch(data, &idx, augment, &mut aug_rng))
 }
 
 /// Batches in dataset order without augmentation (evaluation).
@@ -68,13 +76,17 @@ fn make_batch(data: &Split, idx: &[usize], augment: Augment, rng: &mut ChaCha8Rn
         let image = data.image(i);
         match augment {
             Augment::None => pixels.extend_from_slice(image),
-            Augment::Crop | Augment::CropFlip => pixels.extend(augment_image(image, data.shape, augment == Augment::CropFlip, rng)),
+            Augment::Crop | Augment::CropFlip => {
+                pixels.extend(augment_image(image, data.shape, augment == Augment::CropFlip, rng))
+            }
         }
     }
     let [c, h, w] = data.shape.map(|d| d as i64);
     let labels: Vec<i64> = idx.iter().map(|&i| data.label(i) as i64).collect();
     Batch {
-        pixels: Tensor::from_slice(&pixels).to_kind(Kind::Float).view([idx.len() as i64, c, h, w]),
+        pixels: Tensor::from_slice(&pixels)
+            .to_kind(Kind::Float)
+            .view([idx.len() as i64, c, h, w]),
         labels: Tensor::from_slice(&labels),
     }
 }

@@ -54,10 +54,25 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
     });
     let qvs = VarStore::new(Device::Cpu);
     let mut quant = QuantNet::from_float(&qvs.root(), &float, Precision::W8A8);
-    let _ = tch::no_grad(|| quant.forward(&pixels, Mode { calibrating: true, arithmetic: Arithmetic::Fast }));
+    let _ = tch::no_grad(|| {
+        quant.forward(
+            &pixels,
+            Mode {
+                calibrating: true,
+                arithmetic: Arithmetic::Fast,
+            },
+        )
+    });
     let mut qopt = Optimizer::new(OptimizerKind::Adamw, &qvs, 1e-4);
-    let mode = Mode { calibrating: false, arithmetic: Arithmetic::Fast };
-    let divergence = Divergence { weight: 0.04, temperature: 4.0, direction: KlDirection::QuantToTeacher };
+    let mode = Mode {
+        calibrating: false,
+        arithmetic: Arithmetic::Fast,
+    };
+    let divergence = Divergence {
+        weight: 0.04,
+        temperature: 4.0,
+        direction: KlDirection::QuantToTeacher,
+    };
     let mut q_step = |divqat: bool| {
         let logits = quant.forward(&pixels, mode);
         let teacher = divqat.then(|| tch::no_grad(|| float.forward_t(&(&pixels / 255.0), false)));

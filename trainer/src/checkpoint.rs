@@ -22,12 +22,19 @@ pub struct CheckpointError {
 }
 
 fn error(path: &Path, message: impl Into<String>) -> CheckpointError {
-    CheckpointError { path: path.to_path_buf(), message: message.into() }
+    CheckpointError {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Write `vs`, the optimizer state and `epochs_done` to `path` (temp file + rename).
 pub fn save(path: &Path, vs: &VarStore, optimizer: &Optimizer, epochs_done: usize) -> Result<(), CheckpointError> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t)).collect();
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t))
+        .collect();
     named.extend(optimizer.state());
     named.push((EPOCH_KEY.to_string(), Tensor::from_slice(&[epochs_done as i64])));
     let tmp = path.with_extension("safetensors.tmp");
@@ -47,14 +54,25 @@ impl Checkpoint {
             return Err(error(path, "not found"));
         }
         let tensors = Tensor::read_safetensors(path)
-            .map_err(|e| error(path, format!("corrupt or not a checkpoint: {}", first_line(&e.to_string()))))?
+            .map_err(|e| {
+                error(
+                    path,
+                    format!("corrupt or not a checkpoint: {}", first_line(&e.to_string())),
+                )
+            })?
             .into_iter()
             .collect();
-        Ok(Checkpoint { path: path.to_path_buf(), tensors })
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            tensors,
+        })
     }
 
     pub fn epochs_done(&self) -> Result<usize, CheckpointError> {
-        let t = self.tensors.get(EPOCH_KEY).ok_or_else(|| error(&self.path, "corrupt or not a checkpoint: no epoch count"))?;
+        let t = self
+            .tensors
+            .get(EPOCH_KEY)
+            .ok_or_else(|| error(&self.path, "corrupt or not a checkpoint: no epoch count"))?;
         Ok(t.int64_value(&[0]).max(0) as usize)
     }
 
@@ -63,7 +81,10 @@ impl Checkpoint {
     pub fn load_model(&self, vs: &mut VarStore, what: &str) -> Result<(), CheckpointError> {
         for (name, mut var) in vs.variables() {
             let src = self.tensors.get(&format!("{MODEL_PREFIX}{name}")).ok_or_else(|| {
-                error(&self.path, format!("{what} has no variable '{name}': it was trained with a different architecture"))
+                error(
+                    &self.path,
+                    format!("{what} has no variable '{name}': it was trained with a different architecture"),
+                )
             })?;
             if src.size() != var.size() {
                 return Err(error(&self.path, format!(
@@ -78,7 +99,9 @@ impl Checkpoint {
     }
 
     pub fn load_optimizer(&self, optimizer: &mut Optimizer) -> Result<(), CheckpointError> {
-        optimizer.load_state(|name| self.tensors.get(name).map(Tensor::shallow_clone)).map_err(|m| error(&self.path, m))
+        optimizer
+            .load_state(|name| self.tensors.get(name).map(Tensor::shallow_clone))
+            .map_err(|m| error(&self.path, m))
     }
 }
 

@@ -99,7 +99,10 @@ impl TrainConfig {
     }
 
     pub fn precision(&self) -> Precision {
-        Precision { weight_bits: self.weight_bits, activation_bits: self.activation_bits }
+        Precision {
+            weight_bits: self.weight_bits,
+            activation_bits: self.activation_bits,
+        }
     }
 
     /// The divergence term, in divqat mode only.
@@ -115,15 +118,43 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), String> {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
         let checks: [(bool, &str, String); 9] = [
-            (bits.contains(&self.weight_bits), "weight_bits", format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}")),
-            (bits.contains(&self.activation_bits), "activation_bits", format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}")),
+            (
+                bits.contains(&self.weight_bits),
+                "weight_bits",
+                format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}"),
+            ),
+            (
+                bits.contains(&self.activation_bits),
+                "activation_bits",
+                format!("must be {MIN_BITS}..={MAX_MAC_OPERAND_BITS}"),
+            ),
             (self.epochs >= 1, "epochs", "must be at least 1".into()),
             (self.batch_size >= 1, "batch_size", "must be at least 1".into()),
-            (self.lr > 0.0 && self.lr.is_finite(), "lr", "must be a positive number".into()),
-            (self.width > 0.0 && self.width.is_finite(), "width", "must be a positive number".into()),
-            (self.temperature > 0.0 && self.temperature.is_finite(), "temperature", "must be a positive number".into()),
-            (self.div_weight >= 0.0 && self.div_weight.is_finite(), "div_weight", "must be >= 0".into()),
-            (self.mode.is_quantized() == self.teacher.is_some(), "teacher", "qat and divqat need --teacher DIR (a finished fp run); fp takes none".into()),
+            (
+                self.lr > 0.0 && self.lr.is_finite(),
+                "lr",
+                "must be a positive number".into(),
+            ),
+            (
+                self.width > 0.0 && self.width.is_finite(),
+                "width",
+                "must be a positive number".into(),
+            ),
+            (
+                self.temperature > 0.0 && self.temperature.is_finite(),
+                "temperature",
+                "must be a positive number".into(),
+            ),
+            (
+                self.div_weight >= 0.0 && self.div_weight.is_finite(),
+                "div_weight",
+                "must be >= 0".into(),
+            ),
+            (
+                self.mode.is_quantized() == self.teacher.is_some(),
+                "teacher",
+                "qat and divqat need --teacher DIR (a finished fp run); fp takes none".into(),
+            ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
             Some((_, field, why)) => Err(format!("config field '{field}': {why}")),
@@ -147,7 +178,10 @@ mod tests {
 
     #[test]
     fn toml_round_trips_and_unknown_fields_are_refused() {
-        let config = TrainConfig { teacher: Some("runs/fp".into()), ..TrainConfig::defaults(TrainMode::Divqat, DatasetId::FashionMnist) };
+        let config = TrainConfig {
+            teacher: Some("runs/fp".into()),
+            ..TrainConfig::defaults(TrainMode::Divqat, DatasetId::FashionMnist)
+        };
         let text = config.to_toml();
         assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), config);
         let dir = tempfile::tempdir().unwrap();
@@ -161,11 +195,20 @@ mod tests {
     fn impossible_settings_name_the_field() {
         let base = TrainConfig::defaults(TrainMode::Fp, DatasetId::FashionMnist);
         assert!(base.validate().is_ok());
-        let bad = TrainConfig { weight_bits: 9, ..base.clone() };
+        let bad = TrainConfig {
+            weight_bits: 9,
+            ..base.clone()
+        };
         assert_eq!(bad.validate().unwrap_err(), "config field 'weight_bits': must be 2..=8");
-        let bad = TrainConfig { epochs: 0, ..base.clone() };
+        let bad = TrainConfig {
+            epochs: 0,
+            ..base.clone()
+        };
         assert!(bad.validate().unwrap_err().contains("'epochs'"));
-        let bad = TrainConfig { mode: TrainMode::Qat, ..base };
+        let bad = TrainConfig {
+            mode: TrainMode::Qat,
+            ..base
+        };
         assert!(bad.validate().unwrap_err().contains("'teacher'"));
     }
 }

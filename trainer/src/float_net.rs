@@ -15,8 +15,19 @@ pub struct ConvBn {
 
 impl ConvBn {
     fn new(p: nn::Path, in_channels: usize, spec: ConvSpec) -> Self {
-        let cfg = nn::ConvConfig { stride: spec.stride as i64, padding: spec.padding as i64, bias: false, ..Default::default() };
-        let conv = nn::conv2d(&p / "conv", in_channels as i64, spec.out_channels as i64, spec.kernel as i64, cfg);
+        let cfg = nn::ConvConfig {
+            stride: spec.stride as i64,
+            padding: spec.padding as i64,
+            bias: false,
+            ..Default::default()
+        };
+        let conv = nn::conv2d(
+            &p / "conv",
+            in_channels as i64,
+            spec.out_channels as i64,
+            spec.kernel as i64,
+            cfg,
+        );
         let bn = nn::batch_norm2d(&p / "bn", spec.out_channels as i64, Default::default());
         ConvBn { spec, conv, bn }
     }
@@ -34,11 +45,20 @@ impl ConvBn {
 #[derive(Debug)]
 pub enum FloatLayer {
     Conv(ConvBn),
-    MaxPool { kernel: i64, stride: i64 },
+    MaxPool {
+        kernel: i64,
+        stride: i64,
+    },
     GlobalAvgPool,
     Flatten,
-    Linear { linear: nn::Linear, relu: bool },
-    Residual { body: Vec<ConvBn>, shortcut: Option<ConvBn> },
+    Linear {
+        linear: nn::Linear,
+        relu: bool,
+    },
+    Residual {
+        body: Vec<ConvBn>,
+        shortcut: Option<ConvBn>,
+    },
 }
 
 #[derive(Debug)]
@@ -78,8 +98,15 @@ impl FloatNet {
                 FloatLayer::Conv(layer)
             }
             Block::MaxPool { kernel, stride } => {
-                t.shape = [t.shape[0], (t.shape[1] - kernel) / stride + 1, (t.shape[2] - kernel) / stride + 1];
-                FloatLayer::MaxPool { kernel: *kernel as i64, stride: *stride as i64 }
+                t.shape = [
+                    t.shape[0],
+                    (t.shape[1] - kernel) / stride + 1,
+                    (t.shape[2] - kernel) / stride + 1,
+                ];
+                FloatLayer::MaxPool {
+                    kernel: *kernel as i64,
+                    stride: *stride as i64,
+                }
             }
             Block::GlobalAvgPool => {
                 t.shape = [t.shape[0], 1, 1];
@@ -114,7 +141,9 @@ impl ModuleT for FloatNet {
         for layer in &self.layers {
             x = match layer {
                 FloatLayer::Conv(c) => c.forward_t(&x, train),
-                FloatLayer::MaxPool { kernel, stride } => x.max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], false),
+                FloatLayer::MaxPool { kernel, stride } => {
+                    x.max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], false)
+                }
                 FloatLayer::GlobalAvgPool => x.mean_dim(&[2i64, 3][..], true, None),
                 FloatLayer::Flatten => x.flatten(1, -1),
                 FloatLayer::Linear { linear, relu } => {
@@ -126,7 +155,9 @@ impl ModuleT for FloatNet {
                     }
                 }
                 FloatLayer::Residual { body, shortcut } => {
-                    let skip = shortcut.as_ref().map_or_else(|| x.shallow_clone(), |s| s.forward_t(&x, train));
+                    let skip = shortcut
+                        .as_ref()
+                        .map_or_else(|| x.shallow_clone(), |s| s.forward_t(&x, train));
                     let y = body.iter().fold(x.shallow_clone(), |h, c| c.forward_t(&h, train));
                     (y + skip).relu()
                 }

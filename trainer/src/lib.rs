@@ -34,7 +34,12 @@ pub enum TrainerError {
     CudaIndexOutOfRange { requested: usize, available: usize },
     /// A pixel buffer whose length does not match `n * C * H * W`.
     #[error("image buffer has {actual} bytes, expected {expected} ({n} images of {shape:?})")]
-    ImageBufferLength { actual: usize, expected: usize, n: usize, shape: [usize; 3] },
+    ImageBufferLength {
+        actual: usize,
+        expected: usize,
+        n: usize,
+        shape: [usize; 3],
+    },
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -199,7 +204,12 @@ mod tests {
     fn length_mismatch_is_an_error() {
         let err = images_to_tensor(&[0; 10], 2, [1, 2, 3]).unwrap_err();
         match err {
-            TrainerError::ImageBufferLength { actual, expected, n, shape } => {
+            TrainerError::ImageBufferLength {
+                actual,
+                expected,
+                n,
+                shape,
+            } => {
                 assert_eq!((actual, expected, n, shape), (10, 12, 2, [1, 2, 3]));
             }
             other => panic!("unexpected error {other}"),

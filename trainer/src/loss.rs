@@ -19,7 +19,9 @@ pub enum KlDirection {
 pub fn kl_divergence(p_logits: &Tensor, q_logits: &Tensor, temperature: f64) -> Tensor {
     let log_p = (p_logits / temperature).log_softmax(-1, Kind::Float);
     let log_q = (q_logits / temperature).log_softmax(-1, Kind::Float);
-    (log_p.exp() * (&log_p - log_q)).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float)
+    (log_p.exp() * (&log_p - log_q))
+        .sum_dim_intlist(-1, false, Kind::Float)
+        .mean(Kind::Float)
 }
 
 /// Parameters of the divergence term.
@@ -45,14 +47,22 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 pub fn loss(logits: &Tensor, labels: &Tensor, teacher: Option<(&Tensor, &Divergence)>) -> LossTerms {
     let ce = cross_entropy(logits, labels);
     match teacher {
-        None => LossTerms { total: ce.shallow_clone(), cross_entropy: ce, kl: None },
+        None => LossTerms {
+            total: ce.shallow_clone(),
+            cross_entropy: ce,
+            kl: None,
+        },
         Some((teacher_logits, d)) => {
             let kl = match d.direction {
                 KlDirection::QuantToTeacher => kl_divergence(logits, teacher_logits, d.temperature),
                 KlDirection::TeacherToQuant => kl_divergence(teacher_logits, logits, d.temperature),
             };
             let total = &ce - &kl * (d.weight * d.temperature * d.temperature);
-            LossTerms { total, cross_entropy: ce, kl: Some(kl) }
+            LossTerms {
+                total,
+                cross_entropy: ce,
+                kl: Some(kl),
+            }
         }
     }
 }
@@ -82,10 +92,17 @@ mod tests {
     #[test]
     fn divqat_term_has_negative_sign_and_correct_gradient() {
         let (a, b, t, w) = ([0.3f64, 1.7, -0.4], [0.0f64, 0.5, 0.2], 2.0, 0.25);
-        let logits = Tensor::from_slice(&a).view([1, 3]).to_kind(Kind::Float).set_requires_grad(true);
+        let logits = Tensor::from_slice(&a)
+            .view([1, 3])
+            .to_kind(Kind::Float)
+            .set_requires_grad(true);
         let teacher = Tensor::from_slice(&b).view([1, 3]).to_kind(Kind::Float);
         let labels = Tensor::from_slice(&[1i64]);
-        let d = Divergence { weight: w, temperature: t, direction: KlDirection::QuantToTeacher };
+        let d = Divergence {
+            weight: w,
+            temperature: t,
+            direction: KlDirection::QuantToTeacher,
+        };
         let terms = loss(&logits, &labels, Some((&teacher, &d)));
         let kl = terms.kl.as_ref().unwrap().double_value(&[]);
         let ce = terms.cross_entropy.double_value(&[]);
@@ -101,7 +118,12 @@ mod tests {
         for i in 0..3 {
             let ce_grad = s[i] - if i == 1 { 1.0 } else { 0.0 };
             let kl_grad = p[i] * (p[i].ln() - q[i].ln() - kl_exact) / t;
-            assert!((grad[i] - (ce_grad - w * t * t * kl_grad)).abs() < 1e-5, "component {i}: {} vs {}", grad[i], ce_grad - w * t * t * kl_grad);
+            assert!(
+                (grad[i] - (ce_grad - w * t * t * kl_grad)).abs() < 1e-5,
+                "component {i}: {} vs {}",
+                grad[i],
+                ce_grad - w * t * t * kl_grad
+            );
         }
     }
 }

@@ -134,7 +134,11 @@ impl Optimizer {
             for (name, t) in moments.iter_mut() {
                 let src = fetch(format!("{STATE_PREFIX}{tag}.{name}"))?;
                 if src.size() != t.size() {
-                    return Err(format!("optimizer tensor '{tag}.{name}' has shape {:?}, expected {:?}", src.size(), t.size()));
+                    return Err(format!(
+                        "optimizer tensor '{tag}.{name}' has shape {:?}, expected {:?}",
+                        src.size(),
+                        t.size()
+                    ));
                 }
                 tch::no_grad(|| t.copy_(&src));
             }

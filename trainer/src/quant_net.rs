@@ -68,7 +68,10 @@ pub struct RangeObserver {
 
 impl RangeObserver {
     fn new(p: &nn::Path) -> Self {
-        RangeObserver { max: p.zeros_no_train("range_max", &[1]), batches: p.zeros_no_train("range_batches", &[1]) }
+        RangeObserver {
+            max: p.zeros_no_train("range_max", &[1]),
+            batches: p.zeros_no_train("range_batches", &[1]),
+        }
     }
 
     /// Fold the largest |value| of this batch into the running mean.
@@ -114,11 +117,27 @@ pub struct QMac {
 }
 
 impl QMac {
-    fn new(p: &nn::Path, weight: &Tensor, bias: &Tensor, spec: ConvSpec, weight_bits: u8, output: DType, linear: bool) -> Self {
+    fn new(
+        p: &nn::Path,
+        weight: &Tensor,
+        bias: &Tensor,
+        spec: ConvSpec,
+        weight_bits: u8,
+        output: DType,
+        linear: bool,
+    ) -> Self {
         let w = p.var_copy("weight", weight);
         let b = p.var_copy("bias", bias);
         let observer = RangeObserver::new(&(p / "observer"));
-        QMac { weight: w, bias: b, spec, weight_bits, output, observer, linear }
+        QMac {
+            weight: w,
+            bias: b,
+            spec,
+            weight_bits,
+            output,
+            observer,
+            linear,
+        }
     }
 
     fn from_conv_bn(p: &nn::Path, c: &ConvBn, weight_bits: u8, output: DType) -> Self {
@@ -150,26 +169,43 @@ impl QMac {
         // Kept in f64: biases beyond 2^24 are not exact in f32.
         let bias = ste_round_half_up(&bias_codes);
         let output_scale = self.observer.scale(self.output);
-        let requant = weight_scales.iter().map(|s| requant_for(s_in * s / output_scale)).collect();
-        MacQuant { weights, bias, weight_scales, requant, output_scale }
+        let requant = weight_scales
+            .iter()
+            .map(|s| requant_for(s_in * s / output_scale))
+            .collect();
+        MacQuant {
+            weights,
+            bias,
+            weight_scales,
+            requant,
+            output_scale,
+        }
     }
 
     /// `(output codes, output scale)` for input codes `x` at scale `s_in`.
     fn forward(&mut self, x: &Tensor, s_in: f64, input: DType, mode: Mode) -> (Tensor, f64) {
-        let x4 = if self.linear { x.view([x.size()[0], -1, 1, 1]) } else { x.shallow_clone() };
+        let x4 = if self.linear {
+            x.view([x.size()[0], -1, 1, 1])
+        } else {
+            x.shallow_clone()
+        };
         let kind = mode.arithmetic.kind();
         if mode.calibrating {
             // Observe the real-valued accumulator before the output scale is known.
             let q = self.quantize(s_in, input);
             let acc = self.accumulate(&x4, &q, kind);
-            let s_w = Tensor::from_slice(&q.weight_scales).view([1, -1, 1, 1]).to_device(acc.device());
+            let s_w = Tensor::from_slice(&q.weight_scales)
+                .view([1, -1, 1, 1])
+                .to_device(acc.device());
             let real = acc.to_kind(Kind::Double) * s_w * s_in;
-            self.observer.observe(&if self.output.signed { real } else { real.relu() });
+            self.observer
+                .observe(&if self.output.signed { real } else { real.relu() });
         }
         let q = self.quantize(s_in, input);
         let acc = self.accumulate(&x4, &q, kind);
         let factors: Vec<f64> = q.requant.iter().map(|r| r.factor()).collect();
-        let scaled = acc.to_kind(Kind::Double) * Tensor::from_slice(&factors).view([1, -1, 1, 1]).to_device(acc.device());
+        let scaled =
+            acc.to_kind(Kind::Double) * Tensor::from_slice(&factors).view([1, -1, 1, 1]).to_device(acc.device());
         let y = requantize(&scaled, self.output).to_kind(Kind::Float);
         let y = if self.linear { y.flatten(1, -1) } else { y };
         (y, q.output_scale)
@@ -200,8 +236,14 @@ pub fn fold_batch_norm(c: &ConvBn) -> (Tensor, Tensor) {
         let bn = &c.bn;
         let mean = bn.running_mean.shallow_clone();
         let var = bn.running_var.shallow_clone();
-        let gamma = bn.ws.as_ref().map_or_else(|| Tensor::ones_like(&mean), |w| w.shallow_clone());
-        let beta = bn.bs.as_ref().map_or_else(|| Tensor::zeros_like(&mean), |b| b.shallow_clone());
+        let gamma = bn
+            .ws
+            .as_ref()
+            .map_or_else(|| Tensor::ones_like(&mean), |w| w.shallow_clone());
+        let beta = bn
+            .bs
+            .as_ref()
+            .map_or_else(|| Tensor::zeros_like(&mean), |b| b.shallow_clone());
         // FloatNet builds every batch norm with the default config.
         let factor = gamma / (var + nn::BatchNormConfig::default().eps).sqrt();
         let weight = &c.conv.ws * factor.view([-1, 1, 1, 1]);
@@ -220,10 +262,18 @@ pub struct Mode {
 #[derive(Debug)]
 pub enum QLayer {
     Mac(QMac),
-    MaxPool { kernel: i64, stride: i64 },
+    MaxPool {
+        kernel: i64,
+        stride: i64,
+    },
     GlobalAvgPool,
     Flatten,
-    Residual { body: Vec<QMac>, shortcut: Option<QMac>, observer: RangeObserver, output: DType },
+    Residual {
+        body: Vec<QMac>,
+        shortcut: Option<QMac>,
+        observer: RangeObserver,
+        output: DType,
+    },
 }
 
 /// Integer codes of a tensor with their real scale and dtype.
@@ -243,7 +293,13 @@ impl QuantNet {
     /// Fold and quantize a trained float network. `vs` receives the QAT parameters.
     pub fn from_float(vs: &nn::Path, float: &FloatNet, precision: Precision) -> Self {
         let last = float.layers.len() - 1;
-        let act = |relu: bool| if relu { DType::unsigned(precision.activation_bits) } else { DType::signed(precision.activation_bits) };
+        let act = |relu: bool| {
+            if relu {
+                DType::unsigned(precision.activation_bits)
+            } else {
+                DType::signed(precision.activation_bits)
+            }
+        };
         let wb = precision.weight_bits;
         let layers = float
             .layers
@@ -253,20 +309,44 @@ impl QuantNet {
                 let p = vs / format!("b{i}");
                 match layer {
                     FloatLayer::Conv(c) => QLayer::Mac(QMac::from_conv_bn(&p, c, wb, act(c.spec.relu))),
-                    FloatLayer::MaxPool { kernel, stride } => QLayer::MaxPool { kernel: *kernel, stride: *stride },
+                    FloatLayer::MaxPool { kernel, stride } => QLayer::MaxPool {
+                        kernel: *kernel,
+                        stride: *stride,
+                    },
                     FloatLayer::GlobalAvgPool => QLayer::GlobalAvgPool,
                     FloatLayer::Flatten => QLayer::Flatten,
                     FloatLayer::Linear { linear, relu } => {
-                        let out = if i == last { DType::signed(LOGIT_BITS) } else { act(*relu) };
-                        let [o, n] = linear.ws.size()[..] else { unreachable!("linear weights are 2-D") };
+                        let out = if i == last {
+                            DType::signed(LOGIT_BITS)
+                        } else {
+                            act(*relu)
+                        };
+                        let [o, n] = linear.ws.size()[..] else {
+                            unreachable!("linear weights are 2-D")
+                        };
                         let w = linear.ws.view([o, n, 1, 1]);
-                        let b = linear.bs.as_ref().map_or_else(|| Tensor::zeros([o], (Kind::Float, w.device())), |b| b.shallow_clone());
-                        let spec = ConvSpec { out_channels: o as usize, kernel: 1, stride: 1, padding: 0, relu: *relu };
+                        let b = linear
+                            .bs
+                            .as_ref()
+                            .map_or_else(|| Tensor::zeros([o], (Kind::Float, w.device())), |b| b.shallow_clone());
+                        let spec = ConvSpec {
+                            out_channels: o as usize,
+                            kernel: 1,
+                            stride: 1,
+                            padding: 0,
+                            relu: *relu,
+                        };
                         QLayer::Mac(QMac::new(&(&p / "fc"), &w.detach(), &b.detach(), spec, wb, out, true))
                     }
                     FloatLayer::Residual { body, shortcut } => QLayer::Residual {
-                        body: body.iter().enumerate().map(|(j, c)| QMac::from_conv_bn(&(&p / format!("conv{j}")), c, wb, act(c.spec.relu))).collect(),
-                        shortcut: shortcut.as_ref().map(|c| QMac::from_conv_bn(&(&p / "shortcut"), c, wb, act(c.spec.relu))),
+                        body: body
+                            .iter()
+                            .enumerate()
+                            .map(|(j, c)| QMac::from_conv_bn(&(&p / format!("conv{j}")), c, wb, act(c.spec.relu)))
+                            .collect(),
+                        shortcut: shortcut
+                            .as_ref()
+                            .map(|c| QMac::from_conv_bn(&(&p / "shortcut"), c, wb, act(c.spec.relu))),
                         observer: RangeObserver::new(&(&p / "add_observer")),
                         output: act(true),
                     },
@@ -279,7 +359,11 @@ impl QuantNet {
     /// Integer codes of every layer output for pixel codes `pixels` (`[N, C, H, W]`,
     /// values 0..=255 as floats).
     pub fn forward_codes(&mut self, pixels: &Tensor, mode: Mode) -> Codes {
-        let mut x = Codes { values: pixels.shallow_clone(), scale: INPUT_SCALE, dtype: DType::U8 };
+        let mut x = Codes {
+            values: pixels.shallow_clone(),
+            scale: INPUT_SCALE,
+            dtype: DType::U8,
+        };
         for layer in &mut self.layers {
             x = layer_forward(layer, x, mode);
         }
@@ -297,21 +381,42 @@ fn layer_forward(layer: &mut QLayer, x: Codes, mode: Mode) -> Codes {
     match layer {
         QLayer::Mac(m) => {
             let (values, scale) = m.forward(&x.values, x.scale, x.dtype, mode);
-            Codes { values, scale, dtype: m.output }
+            Codes {
+                values,
+                scale,
+                dtype: m.output,
+            }
         }
         QLayer::MaxPool { kernel, stride } => {
-            let values = x.values.max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], false);
+            let values = x
+                .values
+                .max_pool2d([*kernel, *kernel], [*stride, *stride], [0, 0], [1, 1], false);
             Codes { values, ..x }
         }
         QLayer::GlobalAvgPool => {
             let [h, w] = [x.values.size()[2], x.values.size()[3]];
             let rq = gap_requant(h * w);
-            let sum = x.values.to_kind(Kind::Double).sum_dim_intlist(&[2i64, 3][..], true, Kind::Double);
+            let sum = x
+                .values
+                .to_kind(Kind::Double)
+                .sum_dim_intlist(&[2i64, 3][..], true, Kind::Double);
             let values = requantize(&(sum * rq.factor()), x.dtype).to_kind(Kind::Float);
-            Codes { values, scale: x.scale, dtype: x.dtype }
+            Codes {
+                values,
+                scale: x.scale,
+                dtype: x.dtype,
+            }
         }
-        QLayer::Flatten => Codes { values: x.values.flatten(1, -1), ..x },
-        QLayer::Residual { body, shortcut, observer, output } => residual_forward(body, shortcut.as_mut(), observer, *output, x, mode),
+        QLayer::Flatten => Codes {
+            values: x.values.flatten(1, -1),
+            ..x
+        },
+        QLayer::Residual {
+            body,
+            shortcut,
+            observer,
+            output,
+        } => residual_forward(body, shortcut.as_mut(), observer, *output, x, mode),
     }
 }
 
@@ -320,18 +425,39 @@ pub fn gap_requant(n: i64) -> Requant {
     Requant::from_factor(1.0 / n as f64).expect("1/n is representable")
 }
 
-fn residual_forward(body: &mut [QMac], shortcut: Option<&mut QMac>, observer: &mut RangeObserver, output: DType, x: Codes, mode: Mode) -> Codes {
+fn residual_forward(
+    body: &mut [QMac],
+    shortcut: Option<&mut QMac>,
+    observer: &mut RangeObserver,
+    output: DType,
+    x: Codes,
+    mode: Mode,
+) -> Codes {
     let skip = match shortcut {
         Some(s) => {
             let (values, scale) = s.forward(&x.values, x.scale, x.dtype, mode);
-            Codes { values, scale, dtype: s.output }
+            Codes {
+                values,
+                scale,
+                dtype: s.output,
+            }
         }
-        None => Codes { values: x.values.shallow_clone(), ..x },
+        None => Codes {
+            values: x.values.shallow_clone(),
+            ..x
+        },
     };
-    let mut h = Codes { values: x.values.shallow_clone(), ..x };
+    let mut h = Codes {
+        values: x.values.shallow_clone(),
+        ..x
+    };
     for m in body.iter_mut() {
         let (values, scale) = m.forward(&h.values, h.scale, h.dtype, mode);
-        h = Codes { values, scale, dtype: m.output };
+        h = Codes {
+            values,
+            scale,
+            dtype: m.output,
+        };
     }
     if mode.calibrating {
         observer.observe(&(&h.values * h.scale + &skip.values * skip.scale).relu());
@@ -341,10 +467,15 @@ fn residual_forward(body: &mut [QMac], shortcut: Option<&mut QMac>, observer: &m
     let shift = (1u64 << rescale.shift) as f64;
     let sum = h.values.to_kind(Kind::Double) * (rescale.multiplier_a as f64 / shift)
         + skip.values.to_kind(Kind::Double) * (rescale.multiplier_b as f64 / shift);
-    Codes { values: requantize(&sum, output).to_kind(Kind::Float), scale: s_out, dtype: output }
+    Codes {
+        values: requantize(&sum, output).to_kind(Kind::Float),
+        scale: s_out,
+        dtype: output,
+    }
 }
 
 /// The residual-add rescale for real factors, saturating like `requant_for`.
 pub fn add_rescale(a_factor: f64, b_factor: f64) -> AddRescale {
-    AddRescale::from_factors(a_factor.clamp(0.0, 65535.0), b_factor.clamp(0.0, 65535.0)).expect("clamped factors are representable")
+    AddRescale::from_factors(a_factor.clamp(0.0, 65535.0), b_factor.clamp(0.0, 65535.0))
+        .expect("clamped factors are representable")
 }

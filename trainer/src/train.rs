@@ -90,7 +90,10 @@ pub enum TrainError {
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Io { path: path.display().to_string(), message: e.to_string() }
+    TrainError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The network being trained.
@@ -103,7 +106,13 @@ impl Net {
     fn logits(&mut self, pixels: &Tensor, train: bool, arithmetic: Arithmetic) -> Tensor {
         match self {
             Net::Float(f) => f.forward_t(&(pixels / 255.0), train),
-            Net::Quant(q) => q.forward(pixels, Mode { calibrating: false, arithmetic }),
+            Net::Quant(q) => q.forward(
+                pixels,
+                Mode {
+                    calibrating: false,
+                    arithmetic,
+                },
+            ),
         }
     }
 }
@@ -114,14 +123,19 @@ struct Data {
 }
 
 fn load_data(config: &TrainConfig, locations: &DataLocations) -> Result<Data, TrainError> {
-    let locations = locations.clone().with_cifar_dir(config.data_dir.clone().or(locations.cifar_dir.clone()));
+    let locations = locations
+        .clone()
+        .with_cifar_dir(config.data_dir.clone().or(locations.cifar_dir.clone()));
     let train = datasets::load(config.dataset, SplitKind::Train, &locations)?;
     let test = datasets::load(config.dataset, SplitKind::Test, &locations)?;
     let limit = |s: Split, n: Option<usize>, salt: u64| match n {
         Some(n) => s.subset(n, config.seed ^ salt),
         None => s,
     };
-    Ok(Data { train: limit(train, config.train_limit, 0), test: limit(test, config.test_limit, 0x5eed) })
+    Ok(Data {
+        train: limit(train, config.train_limit, 0),
+        test: limit(test, config.test_limit, 0x5eed),
+    })
 }
 
 /// Train (or resume) a run and return its summary; `None` when paused early.
@@ -130,7 +144,10 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSum
     prepare_run_dir(config, options)?;
     let data = load_data(config, &options.locations)?;
     if data.train.is_empty() || data.test.is_empty() {
-        return Err(TrainError::Config(format!("{}: the train or test split is empty", config.dataset)));
+        return Err(TrainError::Config(format!(
+            "{}: the train or test split is empty",
+            config.dataset
+        )));
     }
     let shape = data.train.shape;
     let classes = data.train.classes;
@@ -141,7 +158,11 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSum
         None => None,
     };
     let mut net = match &teacher {
-        None => Net::Float(FloatNet::new(&vs.root(), &config.arch.blocks(classes, config.width), shape)),
+        None => Net::Float(FloatNet::new(
+            &vs.root(),
+            &config.arch.blocks(classes, config.width),
+            shape,
+        )),
         Some((_, teacher_net)) => Net::Quant(QuantNet::from_float(&vs.root(), teacher_net, config.precision())),
     };
     let mut optimizer = Optimizer::new(config.optimizer, &vs, config.weight_decay);
@@ -159,7 +180,9 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSum
     };
     let teacher_net = teacher.as_ref().map(|(_, t)| t);
     let mut history = read_history(&options.out, first_epoch)?;
-    let last_epoch = options.pause_after.map_or(config.epochs, |n| (first_epoch + n).min(config.epochs));
+    let last_epoch = options
+        .pause_after
+        .map_or(config.epochs, |n| (first_epoch + n).min(config.epochs));
     for epoch in first_epoch..last_epoch {
         let metrics = train_epoch(&mut net, teacher_net, &mut optimizer, &data, config, options, epoch)?;
         history.push(metrics);
@@ -170,7 +193,10 @@ pub fn run(config: &TrainConfig, options: &RunOptions) -> Result<Option<TrainSum
         return Ok(None);
     }
     let summary = finish(&mut net, teacher_net, &data, config, options, &history)?;
-    write_atomic(&options.out.join(SUMMARY_FILE), serde_json::to_string_pretty(&summary).expect("serializes").as_bytes())?;
+    write_atomic(
+        &options.out.join(SUMMARY_FILE),
+        serde_json::to_string_pretty(&summary).expect("serializes").as_bytes(),
+    )?;
     Ok(Some(summary))
 }
 
@@ -183,35 +209,70 @@ fn prepare_run_dir(config: &TrainConfig, options: &RunOptions) -> Result<(), Tra
     if config_path.exists() {
         let existing = TrainConfig::load(&config_path).map_err(TrainError::Config)?;
         if !options.resume {
-            return Err(TrainError::Config(format!("{}: already holds a run; pass --resume to continue it or choose another --out", dir.display())));
+            return Err(TrainError::Config(format!(
+                "{}: already holds a run; pass --resume to continue it or choose another --out",
+                dir.display()
+            )));
         }
         if existing != *config {
-            return Err(TrainError::Config(format!("{}: --resume needs the same configuration as the interrupted run (see its config.toml)", dir.display())));
+            return Err(TrainError::Config(format!(
+                "{}: --resume needs the same configuration as the interrupted run (see its config.toml)",
+                dir.display()
+            )));
         }
     }
     write_atomic(&config_path, config.to_toml().as_bytes())
 }
 
 /// Load a finished FP run as the frozen teacher, refusing an incompatible one.
-fn load_teacher(dir: &Path, config: &TrainConfig, shape: [usize; 3], classes: usize, device: Device) -> Result<(VarStore, FloatNet), TrainError> {
-    let teacher_config = TrainConfig::load(&dir.join(CONFIG_FILE)).map_err(|e| TrainError::Config(format!("teacher: {e}")))?;
+fn load_teacher(
+    dir: &Path,
+    config: &TrainConfig,
+    shape: [usize; 3],
+    classes: usize,
+    device: Device,
+) -> Result<(VarStore, FloatNet), TrainError> {
+    let teacher_config =
+        TrainConfig::load(&dir.join(CONFIG_FILE)).map_err(|e| TrainError::Config(format!("teacher: {e}")))?;
     let mismatch = |what: &str, theirs: String, ours: String| {
-        TrainError::Config(format!("teacher {}: {what} is {theirs} but this run uses {ours}", dir.display()))
+        TrainError::Config(format!(
+            "teacher {}: {what} is {theirs} but this run uses {ours}",
+            dir.display()
+        ))
     };
     if teacher_config.mode != TrainMode::Fp {
-        return Err(mismatch("mode", teacher_config.mode.as_str().into(), "an fp teacher".into()));
+        return Err(mismatch(
+            "mode",
+            teacher_config.mode.as_str().into(),
+            "an fp teacher".into(),
+        ));
     }
     if teacher_config.arch != config.arch || teacher_config.width != config.width {
-        return Err(mismatch("architecture", format!("{} x{}", teacher_config.arch, teacher_config.width), format!("{} x{}", config.arch, config.width)));
+        return Err(mismatch(
+            "architecture",
+            format!("{} x{}", teacher_config.arch, teacher_config.width),
+            format!("{} x{}", config.arch, config.width),
+        ));
     }
-    if teacher_config.dataset.shape() != config.dataset.shape() || teacher_config.dataset.classes() != config.dataset.classes() {
-        return Err(mismatch("dataset", teacher_config.dataset.to_string(), config.dataset.to_string()));
+    if teacher_config.dataset.shape() != config.dataset.shape()
+        || teacher_config.dataset.classes() != config.dataset.classes()
+    {
+        return Err(mismatch(
+            "dataset",
+            teacher_config.dataset.to_string(),
+            config.dataset.to_string(),
+        ));
     }
     let mut vs = VarStore::new(device);
     let net = FloatNet::new(&vs.root(), &config.arch.blocks(classes, config.width), shape);
     let ckpt = Checkpoint::read(&dir.join(CHECKPOINT_FILE))?;
     if ckpt.epochs_done()? < teacher_config.epochs {
-        return Err(TrainError::Config(format!("teacher {}: training is unfinished ({} of {} epochs)", dir.display(), ckpt.epochs_done()?, teacher_config.epochs)));
+        return Err(TrainError::Config(format!(
+            "teacher {}: training is unfinished ({} of {} epochs)",
+            dir.display(),
+            ckpt.epochs_done()?,
+            teacher_config.epochs
+        )));
     }
     ckpt.load_model(&mut vs, "the teacher checkpoint")?;
     vs.freeze();
@@ -220,15 +281,28 @@ fn load_teacher(dir: &Path, config: &TrainConfig, shape: [usize; 3], classes: us
 
 /// Calibrate the range observers on the first batches of a seeded shuffle.
 fn calibrate(net: &mut QuantNet, train: &Split, config: &TrainConfig, device: Device) {
-    let mode = Mode { calibrating: true, arithmetic: Arithmetic::Fast };
+    let mode = Mode {
+        calibrating: true,
+        arithmetic: Arithmetic::Fast,
+    };
     tch::no_grad(|| {
-        for batch in epoch_batches(train, config.batch_size, config.seed, usize::MAX, config.augment).take(config.calibration_batches.max(1)) {
+        for batch in epoch_batches(train, config.batch_size, config.seed, usize::MAX, config.augment)
+            .take(config.calibration_batches.max(1))
+        {
             let _ = net.forward(&batch.pixels.to_device(device), mode);
         }
     });
 }
 
-fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut Optimizer, data: &Data, config: &TrainConfig, options: &RunOptions, epoch: usize) -> Result<EpochMetrics, TrainError> {
+fn train_epoch(
+    net: &mut Net,
+    teacher: Option<&FloatNet>,
+    optimizer: &mut Optimizer,
+    data: &Data,
+    config: &TrainConfig,
+    options: &RunOptions,
+    epoch: usize,
+) -> Result<EpochMetrics, TrainError> {
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let bar = crate::progress::epoch_bar(data.train.len() as u64, epoch, config.epochs, options.show_progress);
@@ -243,13 +317,25 @@ fn train_epoch(net: &mut Net, teacher: Option<&FloatNet>, optimizer: &mut Optimi
         let terms = loss(&logits, &labels, teacher_logits.as_ref().zip(divergence.as_ref()));
         optimizer.zero_grad();
         terms.total.backward();
-        optimizer.step(config.schedule.lr(config.lr, epoch * steps_per_epoch + step, total_steps));
+        optimizer.step(
+            config
+                .schedule
+                .lr(config.lr, epoch * steps_per_epoch + step, total_steps),
+        );
         let n = labels.size()[0] as usize;
         loss_sum += terms.total.double_value(&[]) * n as f64;
-        correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+        correct += logits
+            .argmax(-1, false)
+            .eq_tensor(&labels)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
         seen += n;
         bar.inc(n as u64);
-        bar.set_message(format!("loss {:.4} acc {:.2}%", loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64));
+        bar.set_message(format!(
+            "loss {:.4} acc {:.2}%",
+            loss_sum / seen as f64,
+            100.0 * correct as f64 / seen as f64
+        ));
     }
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
@@ -273,7 +359,13 @@ struct Evaluation {
     kl_to_teacher: Option<f64>,
 }
 
-fn evaluate(net: &mut Net, teacher: Option<&FloatNet>, data: &Split, device: Device, arithmetic: Arithmetic) -> Evaluation {
+fn evaluate(
+    net: &mut Net,
+    teacher: Option<&FloatNet>,
+    data: &Split,
+    device: Device,
+    arithmetic: Arithmetic,
+) -> Evaluation {
     tch::no_grad(|| {
         let (mut predictions, mut kl_sum) = (Vec::with_capacity(data.len()), 0.0);
         for batch in eval_batches(data, EVAL_BATCH) {
@@ -283,15 +375,31 @@ fn evaluate(net: &mut Net, teacher: Option<&FloatNet>, data: &Split, device: Dev
                 let n = pixels.size()[0] as f64;
                 kl_sum += kl_divergence(&logits, &t.forward_t(&(&pixels / 255.0), false), 1.0).double_value(&[]) * n;
             }
-            predictions.extend(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("1-D int64"));
+            predictions
+                .extend(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("1-D int64"));
         }
-        let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| **p == **l as i64).count();
-        Evaluation { accuracy: correct as f64 / data.len() as f64, kl_to_teacher: teacher.map(|_| kl_sum / data.len() as f64), predictions }
+        let correct = predictions
+            .iter()
+            .zip(&data.labels)
+            .filter(|(p, l)| **p == **l as i64)
+            .count();
+        Evaluation {
+            accuracy: correct as f64 / data.len() as f64,
+            kl_to_teacher: teacher.map(|_| kl_sum / data.len() as f64),
+            predictions,
+        }
     })
 }
 
 /// Final evaluation; for the quantized modes also export and check the integer model.
-fn finish(net: &mut Net, teacher: Option<&FloatNet>, data: &Data, config: &TrainConfig, options: &RunOptions, history: &[EpochMetrics]) -> Result<TrainSummary, TrainError> {
+fn finish(
+    net: &mut Net,
+    teacher: Option<&FloatNet>,
+    data: &Data,
+    config: &TrainConfig,
+    options: &RunOptions,
+    history: &[EpochMetrics],
+) -> Result<TrainSummary, TrainError> {
     let seconds = history.iter().map(|m| m.seconds).sum();
     let exact = evaluate(net, teacher, &data.test, options.device, Arithmetic::Exact);
     let mut summary = TrainSummary {
@@ -308,10 +416,24 @@ fn finish(net: &mut Net, teacher: Option<&FloatNet>, data: &Data, config: &Train
     if let Net::Quant(q) = net {
         let model = crate::export::export(q, &format!("{}-{}", config.arch, config.mode.as_str()), data.test.shape)?;
         compiler::save(&model, &options.out.join(MODEL_FILE))?;
-        let integer = Reference::new(model).infer(&data.test.images).map_err(|e| TrainError::Config(e.to_string()))?;
-        let int_predictions: Vec<i64> = integer.logits.iter().map(|l| compiler::arith::argmax(l).unwrap_or(0) as i64).collect();
-        let correct = int_predictions.iter().zip(&data.test.labels).filter(|(p, l)| **p == **l as i64).count();
-        let agree = int_predictions.iter().zip(&exact.predictions).filter(|(a, b)| a == b).count();
+        let integer = Reference::new(model)
+            .infer(&data.test.images)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        let int_predictions: Vec<i64> = integer
+            .logits
+            .iter()
+            .map(|l| compiler::arith::argmax(l).unwrap_or(0) as i64)
+            .collect();
+        let correct = int_predictions
+            .iter()
+            .zip(&data.test.labels)
+            .filter(|(p, l)| **p == **l as i64)
+            .count();
+        let agree = int_predictions
+            .iter()
+            .zip(&exact.predictions)
+            .filter(|(a, b)| a == b)
+            .count();
         let n = data.test.len() as f64;
         summary.fakequant_accuracy = Some(exact.accuracy);
         summary.integer_accuracy = Some(correct as f64 / n);

@@ -66,7 +66,14 @@ impl Window {
         let x0 = first_x.max(0) as usize;
         let y1 = (last_y.min(input.height as isize)).max(y0 as isize) as usize;
         let x1 = (last_x.min(input.width as isize)).max(x0 as isize) as usize;
-        InputRect { y0, x0, h: y1 - y0, w: x1 - x0, origin_y: first_y - y0 as isize, origin_x: first_x - x0 as isize }
+        InputRect {
+            y0,
+            x0,
+            h: y1 - y0,
+            w: x1 - x0,
+            origin_y: first_y - y0 as isize,
+            origin_x: first_x - x0 as isize,
+        }
     }
 
     /// Input words a tile of `h x w` outputs needs at most.
@@ -84,7 +91,13 @@ struct TileLimits {
 }
 
 /// Largest tiles (full width first, then as many rows as fit) covering `out_h x out_w`.
-fn plan_tiles(layer: &str, win: &Window, out: &Geometry, input: &Geometry, lim: &TileLimits) -> Result<Vec<Tile>, CompileError> {
+fn plan_tiles(
+    layer: &str,
+    win: &Window,
+    out: &Geometry,
+    input: &Geometry,
+    lim: &TileLimits,
+) -> Result<Vec<Tile>, CompileError> {
     let fits = |h: usize, w: usize| {
         h * w <= lim.pixels.min(u16::MAX as usize)
             && win.input_words(h, w, input.groups) <= lim.act_words
@@ -97,26 +110,50 @@ fn plan_tiles(layer: &str, win: &Window, out: &Geometry, input: &Geometry, lim: 
         } else {
             ("output", out.groups, lim.out_words)
         };
-        return Err(CompileError::DoesNotFit { layer: layer.to_string(), buffer, need, have });
+        return Err(CompileError::DoesNotFit {
+            layer: layer.to_string(),
+            buffer,
+            need,
+            have,
+        });
     }
     let tw = (1..=out.width).rev().find(|&w| fits(1, w)).expect("1x1 fits");
     let th = (1..=out.height).rev().find(|&h| fits(h, tw)).expect("one row fits");
     let mut tiles = Vec::new();
     for y0 in (0..out.height).step_by(th) {
         for x0 in (0..out.width).step_by(tw) {
-            tiles.push(Tile { y0, x0, h: th.min(out.height - y0), w: tw.min(out.width - x0) });
+            tiles.push(Tile {
+                y0,
+                x0,
+                h: th.min(out.height - y0),
+                w: tw.min(out.width - x0),
+            });
         }
     }
     Ok(tiles)
 }
 
 fn u16_of(layer: &str, what: &'static str, v: usize) -> Result<u16, CompileError> {
-    u16::try_from(v).map_err(|_| CompileError::TooLarge { layer: layer.to_string(), what, value: v })
+    u16::try_from(v).map_err(|_| CompileError::TooLarge {
+        layer: layer.to_string(),
+        what,
+        value: v,
+    })
 }
 
 impl<'a> Emitter<'a> {
     pub fn new(hw: &'a HwConfig, const_base: usize) -> Self {
-        Emitter { hw, tracker: Tracker::default(), program: Vec::new(), constants: Vec::new(), const_base, act_half: 0, wgt_half: 0, out_half: 0, param_half: 0 }
+        Emitter {
+            hw,
+            tracker: Tracker::default(),
+            program: Vec::new(),
+            constants: Vec::new(),
+            const_base,
+            act_half: 0,
+            wgt_half: 0,
+            out_half: 0,
+            param_half: 0,
+        }
     }
 
     fn push(&mut self, op: Op, reads: &[Resource], writes: &[Resource]) {
@@ -161,10 +198,26 @@ impl<'a> Emitter<'a> {
         let base = self.act_half_base(half);
         let dram = |y: usize| (src.base + g.offset(rows, 0, y, r.x0) + groups.start * rows) as u32;
         let transfers: Vec<Op> = if gc == g.groups {
-            vec![Op::Load { buffer: buffer::ACT, addr: base as u16, dram: dram(r.y0), rows: r.h as u16, row_bytes: (r.w * gc * rows) as u32, dram_stride: (g.width * g.groups * rows) as u32, buf_stride: (r.w * gc) as u32 }]
+            vec![Op::Load {
+                buffer: buffer::ACT,
+                addr: base as u16,
+                dram: dram(r.y0),
+                rows: r.h as u16,
+                row_bytes: (r.w * gc * rows) as u32,
+                dram_stride: (g.width * g.groups * rows) as u32,
+                buf_stride: (r.w * gc) as u32,
+            }]
         } else {
             (0..r.h)
-                .map(|y| Op::Load { buffer: buffer::ACT, addr: (base + y * r.w * gc) as u16, dram: dram(r.y0 + y), rows: r.w as u16, row_bytes: (gc * rows) as u32, dram_stride: (g.groups * rows) as u32, buf_stride: gc as u32 })
+                .map(|y| Op::Load {
+                    buffer: buffer::ACT,
+                    addr: (base + y * r.w * gc) as u16,
+                    dram: dram(r.y0 + y),
+                    rows: r.w as u16,
+                    row_bytes: (gc * rows) as u32,
+                    dram_stride: (g.groups * rows) as u32,
+                    buf_stride: gc as u32,
+                })
                 .collect()
         };
         for op in transfers {
@@ -180,10 +233,24 @@ impl<'a> Emitter<'a> {
         let base = self.out_half_base(half);
         let dram = |y: usize| (dst.base + g.offset(rows, 0, y, t.x0) + groups.start * rows) as u32;
         let transfers: Vec<Op> = if gc == g.groups {
-            vec![Op::Store { addr: base as u16, dram: dram(t.y0), rows: t.h as u16, row_bytes: (t.w * gc * rows) as u32, dram_stride: (g.width * g.groups * rows) as u32, buf_stride: (t.w * gc) as u32 }]
+            vec![Op::Store {
+                addr: base as u16,
+                dram: dram(t.y0),
+                rows: t.h as u16,
+                row_bytes: (t.w * gc * rows) as u32,
+                dram_stride: (g.width * g.groups * rows) as u32,
+                buf_stride: (t.w * gc) as u32,
+            }]
         } else {
             (0..t.h)
-                .map(|y| Op::Store { addr: (base + y * t.w * gc) as u16, dram: dram(t.y0 + y), rows: t.w as u16, row_bytes: (gc * rows) as u32, dram_stride: (g.groups * rows) as u32, buf_stride: gc as u32 })
+                .map(|y| Op::Store {
+                    addr: (base + y * t.w * gc) as u16,
+                    dram: dram(t.y0 + y),
+                    rows: t.w as u16,
+                    row_bytes: (gc * rows) as u32,
+                    dram_stride: (g.groups * rows) as u32,
+                    buf_stride: gc as u32,
+                })
                 .collect()
         };
         for op in transfers {
@@ -196,7 +263,15 @@ impl<'a> Emitter<'a> {
             buffer::WGT => (self.wgt_half_base(half), Resource::Wgt(half)),
             _ => (self.param_half_base(half), Resource::Param(half)),
         };
-        let op = Op::Load { buffer: buf, addr: addr as u16, dram: dram as u32, rows: 1, row_bytes: bytes as u32, dram_stride: 0, buf_stride: 0 };
+        let op = Op::Load {
+            buffer: buf,
+            addr: addr as u16,
+            dram: dram as u32,
+            rows: 1,
+            row_bytes: bytes as u32,
+            dram_stride: 0,
+            buf_stride: 0,
+        };
         self.push(op, &[], &[res]);
     }
 
@@ -224,12 +299,23 @@ impl<'a> Emitter<'a> {
             bits: dtype.bits,
             signed: dtype.signed as u8,
         };
-        self.push(op, &[Resource::Acc, Resource::Param(param_half)], &[Resource::Out(out_half)]);
+        self.push(
+            op,
+            &[Resource::Acc, Resource::Param(param_half)],
+            &[Resource::Out(out_half)],
+        );
     }
 
     /// Weight slices `[s0, s1)` of column tile `t` into the next weight half, then the
     /// matmul that consumes them.
-    fn weights_and_matmul(&mut self, weights_at: usize, slices: usize, t: usize, range: (usize, usize), mut matmul: Op) {
+    fn weights_and_matmul(
+        &mut self,
+        weights_at: usize,
+        slices: usize,
+        t: usize,
+        range: (usize, usize),
+        mut matmul: Op,
+    ) {
         let (r, c) = (self.hw.rows, self.hw.cols);
         let half = Self::flip(&mut self.wgt_half);
         let bytes = (range.1 - range.0) * r * c;
@@ -246,17 +332,42 @@ impl<'a> Emitter<'a> {
         (self.hw.weight_buffer_words / 2) / self.hw.rows
     }
 
-    pub fn conv(&mut self, layer: &Layer, conv: &Conv2d, src: (&Region, usize), dst: (&Region, usize)) -> Result<(), CompileError> {
+    pub fn conv(
+        &mut self,
+        layer: &Layer,
+        conv: &Conv2d,
+        src: (&Region, usize),
+        dst: (&Region, usize),
+    ) -> Result<(), CompileError> {
         let (input, out) = (src.0.geometry, dst.0.geometry);
-        let win = Window { kernel: conv.kernel, stride: conv.stride[0], padding: conv.padding };
+        let win = Window {
+            kernel: conv.kernel,
+            stride: conv.stride[0],
+            padding: conv.padding,
+        };
         if conv.stride[0] != conv.stride[1] {
-            return Err(CompileError::Unsupported { layer: layer.name.clone(), what: "different vertical and horizontal strides".into() });
+            return Err(CompileError::Unsupported {
+                layer: layer.name.clone(),
+                what: "different vertical and horizontal strides".into(),
+            });
         }
-        let limits = TileLimits { act_words: self.hw.act_buffer_words / 2, out_words: self.hw.out_buffer_words / 2, pixels: self.hw.acc_buffer_words };
+        let limits = TileLimits {
+            act_words: self.hw.act_buffer_words / 2,
+            out_words: self.hw.out_buffer_words / 2,
+            pixels: self.hw.acc_buffer_words,
+        };
         let tiles = plan_tiles(&layer.name, &win, &out, &input, &limits)?;
-        let reduction = super::pack::Reduction::Conv { kernel: conv.kernel, input };
+        let reduction = super::pack::Reduction::Conv {
+            kernel: conv.kernel,
+            input,
+        };
         let slices = reduction.slices();
-        let weights_at = self.constant(&super::pack::pack_weights(self.hw, &conv.params, conv.out_channels, &reduction));
+        let weights_at = self.constant(&super::pack::pack_weights(
+            self.hw,
+            &conv.params,
+            conv.out_channels,
+            &reduction,
+        ));
         let params = super::pack::pack_params(&conv.params);
         for tile in tiles {
             let rect = win.input_rect(tile, &input);
@@ -295,16 +406,32 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
-    pub fn linear(&mut self, layer: &Layer, linear: &Linear, src: (&Region, usize), dst: (&Region, usize)) -> Result<(), CompileError> {
+    pub fn linear(
+        &mut self,
+        layer: &Layer,
+        linear: &Linear,
+        src: (&Region, usize),
+        dst: (&Region, usize),
+    ) -> Result<(), CompileError> {
         let (input, out) = (src.0.geometry, dst.0.geometry);
         let reduction = super::pack::Reduction::Linear { input };
         let slices = reduction.slices();
-        let weights_at = self.constant(&super::pack::pack_weights(self.hw, &linear.params, linear.out_features, &reduction));
+        let weights_at = self.constant(&super::pack::pack_weights(
+            self.hw,
+            &linear.params,
+            linear.out_features,
+            &reduction,
+        ));
         let params = super::pack::pack_params(&linear.params);
         let chunk = self.slices_per_chunk().min(self.hw.act_buffer_words / 2);
         let out_words = out.bytes(self.hw.rows).div_ceil(self.hw.rows);
         if out_words > self.hw.out_buffer_words / 2 {
-            return Err(CompileError::DoesNotFit { layer: layer.name.clone(), buffer: "output", need: out_words, have: self.hw.out_buffer_words / 2 });
+            return Err(CompileError::DoesNotFit {
+                layer: layer.name.clone(),
+                buffer: "output",
+                need: out_words,
+                have: self.hw.out_buffer_words / 2,
+            });
         }
         let out_half = Self::flip(&mut self.out_half);
         let single_chunk = slices <= chunk;
@@ -349,33 +476,77 @@ impl<'a> Emitter<'a> {
             let channels = self.hw.cols.min(linear.out_features - t * self.hw.cols);
             self.post(&params, 1, t * self.hw.cols, channels, &out, out_half);
         }
-        let op = Op::Store { addr: self.out_half_base(out_half) as u16, dram: dst.0.base as u32, rows: 1, row_bytes: out.bytes(self.hw.rows) as u32, dram_stride: 0, buf_stride: 0 };
+        let op = Op::Store {
+            addr: self.out_half_base(out_half) as u16,
+            dram: dst.0.base as u32,
+            rows: 1,
+            row_bytes: out.bytes(self.hw.rows) as u32,
+            dram_stride: 0,
+            buf_stride: 0,
+        };
         self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.0.base)]);
         Ok(())
     }
 
     /// Max, average and global average pooling.
-    pub fn pool(&mut self, layer: &Layer, pool: IrPool, requant: Option<Requant>, src: (&Region, usize), dst: (&Region, usize)) -> Result<(), CompileError> {
+    pub fn pool(
+        &mut self,
+        layer: &Layer,
+        pool: IrPool,
+        requant: Option<Requant>,
+        src: (&Region, usize),
+        dst: (&Region, usize),
+    ) -> Result<(), CompileError> {
         let (input, out) = (src.0.geometry, dst.0.geometry);
-        if pool.kernel.iter().any(|&k| k > u8::MAX as usize) || pool.stride[0] != pool.stride[1] || pool.stride[0] > u8::MAX as usize {
-            return Err(CompileError::Unsupported { layer: layer.name.clone(), what: format!("pool kernel {:?} / stride {:?} (at most 255, equal strides)", pool.kernel, pool.stride) });
+        if pool.kernel.iter().any(|&k| k > u8::MAX as usize)
+            || pool.stride[0] != pool.stride[1]
+            || pool.stride[0] > u8::MAX as usize
+        {
+            return Err(CompileError::Unsupported {
+                layer: layer.name.clone(),
+                what: format!(
+                    "pool kernel {:?} / stride {:?} (at most 255, equal strides)",
+                    pool.kernel, pool.stride
+                ),
+            });
         }
-        let win = Window { kernel: pool.kernel, stride: pool.stride[0], padding: [0, 0] };
+        let win = Window {
+            kernel: pool.kernel,
+            stride: pool.stride[0],
+            padding: [0, 0],
+        };
         let (act_words, out_words) = (self.hw.act_buffer_words / 2, self.hw.out_buffer_words / 2);
         // Pooling is per channel: when a window of whole pixels does not fit, tile over
         // channel groups as well.
         let window = pool.kernel[0] * pool.kernel[1];
-        let group_chunk = (1..=input.groups).rev().find(|&gc| window * gc <= act_words && gc <= out_words);
+        let group_chunk = (1..=input.groups)
+            .rev()
+            .find(|&gc| window * gc <= act_words && gc <= out_words);
         let Some(gc) = group_chunk else {
-            return Err(CompileError::DoesNotFit { layer: layer.name.clone(), buffer: if window > act_words { "activation" } else { "output" }, need: window, have: act_words });
+            return Err(CompileError::DoesNotFit {
+                layer: layer.name.clone(),
+                buffer: if window > act_words { "activation" } else { "output" },
+                need: window,
+                have: act_words,
+            });
         };
-        let limits = TileLimits { act_words, out_words, pixels: usize::MAX };
+        let limits = TileLimits {
+            act_words,
+            out_words,
+            pixels: usize::MAX,
+        };
         let dtype = out_dtype(&out);
         let rq = requant.unwrap_or(Requant::IDENTITY);
         for g0 in (0..input.groups).step_by(gc) {
             let groups = g0..(g0 + gc).min(input.groups);
-            let sub_in = Geometry { groups: groups.len(), ..input };
-            let sub_out = Geometry { groups: groups.len(), ..out };
+            let sub_in = Geometry {
+                groups: groups.len(),
+                ..input
+            };
+            let sub_out = Geometry {
+                groups: groups.len(),
+                ..out
+            };
             for tile in plan_tiles(&layer.name, &win, &sub_out, &sub_in, &limits)? {
                 let rect = win.input_rect(tile, &input);
                 let act_half = Self::flip(&mut self.act_half);
@@ -391,7 +562,11 @@ impl<'a> Emitter<'a> {
                     out_h: tile.h as u16,
                     out_w: tile.w as u16,
                     out: self.out_half_base(out_half) as u16,
-                    mode: if requant.is_some() { pool_mode::AVG } else { pool_mode::MAX },
+                    mode: if requant.is_some() {
+                        pool_mode::AVG
+                    } else {
+                        pool_mode::MAX
+                    },
                     multiplier: rq.multiplier as u16,
                     shift: rq.shift,
                     in_signed: input.dtype.signed as u8,
@@ -406,11 +581,25 @@ impl<'a> Emitter<'a> {
     }
 
     /// Residual add, in chunks of words that fit a quarter of the activation buffer.
-    pub fn add(&mut self, layer: &Layer, rescale: AddRescale, a: (&Region, usize), b: (&Region, usize), dst: (&Region, usize)) -> Result<(), CompileError> {
+    pub fn add(
+        &mut self,
+        layer: &Layer,
+        rescale: AddRescale,
+        a: (&Region, usize),
+        b: (&Region, usize),
+        dst: (&Region, usize),
+    ) -> Result<(), CompileError> {
         let words = a.0.geometry.words();
-        let chunk = (self.hw.act_buffer_words / 4).min(self.hw.out_buffer_words / 2).min(u16::MAX as usize);
+        let chunk = (self.hw.act_buffer_words / 4)
+            .min(self.hw.out_buffer_words / 2)
+            .min(u16::MAX as usize);
         if chunk == 0 {
-            return Err(CompileError::DoesNotFit { layer: layer.name.clone(), buffer: "activation", need: 4, have: self.hw.act_buffer_words });
+            return Err(CompileError::DoesNotFit {
+                layer: layer.name.clone(),
+                buffer: "activation",
+                need: 4,
+                have: self.hw.act_buffer_words,
+            });
         }
         let dtype = out_dtype(&dst.0.geometry);
         let rows = self.hw.rows;
@@ -444,7 +633,14 @@ impl<'a> Emitter<'a> {
                 signed: dtype.signed as u8,
             };
             self.push(op, &[Resource::Act(half)], &[Resource::Out(out_half)]);
-            let op = Op::Store { addr: self.out_half_base(out_half) as u16, dram: (dst.0.base + w0 * rows) as u32, rows: 1, row_bytes: (n * rows) as u32, dram_stride: 0, buf_stride: 0 };
+            let op = Op::Store {
+                addr: self.out_half_base(out_half) as u16,
+                dram: (dst.0.base + w0 * rows) as u32,
+                rows: 1,
+                row_bytes: (n * rows) as u32,
+                dram_stride: 0,
+                buf_stride: 0,
+            };
             self.push(op, &[Resource::Out(out_half)], &[Resource::Dram(dst.0.base)]);
         }
         Ok(())

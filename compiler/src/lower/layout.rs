@@ -78,7 +78,12 @@ pub enum InputPacking {
     /// `C*kh*kw` inputs of its window (zeros in the padding), channel
     /// `(c*kh + ky)*kw + kx`, so the first convolution becomes a 1x1 convolution. A
     /// network input with few channels would otherwise use only `C` of the array rows.
-    Im2col { image: [usize; 3], kernel: [usize; 2], stride: usize, padding: [usize; 2] },
+    Im2col {
+        image: [usize; 3],
+        kernel: [usize; 2],
+        stride: usize,
+        padding: [usize; 2],
+    },
 }
 
 /// Every tensor's region, indexed like the reference trace: 0 = input, `i + 1` =
@@ -111,7 +116,11 @@ pub fn slot(model: &Model, name: &str) -> usize {
     if name == INPUT_NAME {
         0
     } else {
-        1 + model.layers.iter().position(|l| l.name == name).expect("validated model")
+        1 + model
+            .layers
+            .iter()
+            .position(|l| l.name == name)
+            .expect("validated model")
     }
 }
 
@@ -119,14 +128,25 @@ pub fn slot(model: &Model, name: &str) -> usize {
 /// makes cheaper: fewer reduction slices (`ceil(C*kh*kw / rows)` instead of
 /// `kh*kw*ceil(C / rows)`).
 pub fn input_packing(model: &Model, hw: &HwConfig) -> InputPacking {
-    let Some(first) = model.layers.first() else { return InputPacking::Direct };
-    let Op::Conv2d(conv) = &first.op else { return InputPacking::Direct };
+    let Some(first) = model.layers.first() else {
+        return InputPacking::Direct;
+    };
+    let Op::Conv2d(conv) = &first.op else {
+        return InputPacking::Direct;
+    };
     let [c, _, _] = model.input.shape;
     let k = conv.kernel[0] * conv.kernel[1];
-    let uses_input_once = model.layers[1..].iter().all(|l| !l.inputs.iter().any(|n| n == INPUT_NAME));
+    let uses_input_once = model.layers[1..]
+        .iter()
+        .all(|l| !l.inputs.iter().any(|n| n == INPUT_NAME));
     let fewer_slices = (c * k).div_ceil(hw.rows) < k * c.div_ceil(hw.rows);
     if first.inputs[0] == INPUT_NAME && uses_input_once && fewer_slices && conv.stride[0] == conv.stride[1] {
-        InputPacking::Im2col { image: model.input.shape, kernel: conv.kernel, stride: conv.stride[0], padding: conv.padding }
+        InputPacking::Im2col {
+            image: model.input.shape,
+            kernel: conv.kernel,
+            stride: conv.stride[0],
+            padding: conv.padding,
+        }
     } else {
         InputPacking::Direct
     }
@@ -139,7 +159,13 @@ fn input_geometry(model: &Model, hw: &HwConfig, packing: InputPacking) -> Geomet
         InputPacking::Im2col { image, kernel, .. } => {
             let [_, oh, ow] = model.layers[0].output.shape;
             let channels = image[0] * kernel[0] * kernel[1];
-            Geometry { channels, height: oh, width: ow, groups: channels.div_ceil(hw.rows), dtype: model.input.dtype }
+            Geometry {
+                channels,
+                height: oh,
+                width: ow,
+                groups: channels.div_ceil(hw.rows),
+                dtype: model.input.dtype,
+            }
         }
     }
 }
@@ -147,7 +173,10 @@ fn input_geometry(model: &Model, hw: &HwConfig, packing: InputPacking) -> Geomet
 /// Assign regions: the input first, then every layer output in order.
 pub fn plan(model: &Model, hw: &HwConfig) -> Layout {
     let input_packing = input_packing(model, hw);
-    let mut tensors = vec![Region { base: 0, geometry: input_geometry(model, hw, input_packing) }];
+    let mut tensors = vec![Region {
+        base: 0,
+        geometry: input_geometry(model, hw, input_packing),
+    }];
     let mut next = align(tensors[0].geometry.bytes(hw.rows));
     for layer in &model.layers {
         let region = match layer.op {
@@ -161,7 +190,11 @@ pub fn plan(model: &Model, hw: &HwConfig) -> Layout {
         };
         tensors.push(region);
     }
-    Layout { tensors, end: next, input_packing }
+    Layout {
+        tensors,
+        end: next,
+        input_packing,
+    }
 }
 
 /// The input image (u8, `[C][H][W]`) as the host writes it into the input region.
@@ -178,10 +211,18 @@ pub fn pack_input(image: &[u8], layout: &Layout, rows: usize) -> Vec<u8> {
                 }
             }
         }
-        InputPacking::Im2col { image: [ic, ih, iw], kernel: [kh, kw], stride, padding: [ph, pw] } => {
+        InputPacking::Im2col {
+            image: [ic, ih, iw],
+            kernel: [kh, kw],
+            stride,
+            padding: [ph, pw],
+        } => {
             for y in 0..g.height {
                 for x in 0..g.width {
-                    for (lane, (c, ky, kx)) in (0..ic).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx)))).enumerate() {
+                    for (lane, (c, ky, kx)) in (0..ic)
+                        .flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx))))
+                        .enumerate()
+                    {
                         let iy = (y * stride + ky) as isize - ph as isize;
                         let ix = (x * stride + kx) as isize - pw as isize;
                         if iy >= 0 && ix >= 0 && (iy as usize) < ih && (ix as usize) < iw {

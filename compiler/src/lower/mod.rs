@@ -18,13 +18,27 @@ use layout::{slot, Layout, Region};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
     #[error("layer '{layer}': {what} but the hardware supports {supported} ({field} in the hardware config)")]
-    Width { layer: String, what: String, supported: String, field: &'static str },
+    Width {
+        layer: String,
+        what: String,
+        supported: String,
+        field: &'static str,
+    },
     #[error("layer '{layer}': even the smallest tile needs {need} words of the {buffer} buffer, but half of it holds {have}")]
-    DoesNotFit { layer: String, buffer: &'static str, need: usize, have: usize },
+    DoesNotFit {
+        layer: String,
+        buffer: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("layer '{layer}': {what} is not supported by the accelerator")]
     Unsupported { layer: String, what: String },
     #[error("layer '{layer}': {what} {value} exceeds the 16-bit instruction field")]
-    TooLarge { layer: String, what: &'static str, value: usize },
+    TooLarge {
+        layer: String,
+        what: &'static str,
+        value: usize,
+    },
     #[error("the model needs {need} bytes of external memory, more than the 32-bit address space")]
     MemoryTooLarge { need: usize },
 }
@@ -61,21 +75,47 @@ pub fn check(model: &Model, hw: &HwConfig) -> Result<(), CompileError> {
         let input = dtypes[slot(model, &layer.inputs[0])];
         let last = i + 1 == model.layers.len();
         if layer.output.dtype.bits > 8 && !(last && matches!(layer.op, IrOp::Linear(_) | IrOp::Conv2d(_))) {
-            return Err(CompileError::Unsupported { layer: layer.name.clone(), what: format!("a {}-bit output (only the logits may exceed 8 bits)", layer.output.dtype.bits) });
+            return Err(CompileError::Unsupported {
+                layer: layer.name.clone(),
+                what: format!(
+                    "a {}-bit output (only the logits may exceed 8 bits)",
+                    layer.output.dtype.bits
+                ),
+            });
         }
         let Some(p) = layer.op.mac_params() else { continue };
         let name = || layer.name.clone();
         if p.weight_bits > hw.weight_bits {
-            return Err(CompileError::Width { layer: name(), what: format!("{}-bit weights", p.weight_bits), supported: format!("{} bits", hw.weight_bits), field: "weight_bits" });
+            return Err(CompileError::Width {
+                layer: name(),
+                what: format!("{}-bit weights", p.weight_bits),
+                supported: format!("{} bits", hw.weight_bits),
+                field: "weight_bits",
+            });
         }
         if input.bits > hw.activation_bits {
-            return Err(CompileError::Width { layer: name(), what: format!("{}-bit input activations", input.bits), supported: format!("{} bits", hw.activation_bits), field: "activation_bits" });
+            return Err(CompileError::Width {
+                layer: name(),
+                what: format!("{}-bit input activations", input.bits),
+                supported: format!("{} bits", hw.activation_bits),
+                field: "activation_bits",
+            });
         }
         let products = p.weights.len() / p.bias.len().max(1);
-        let bound = p.bias.iter().map(|&b| accumulator_bound(b, products, input, p.weight_bits)).max().unwrap_or(0);
+        let bound = p
+            .bias
+            .iter()
+            .map(|&b| accumulator_bound(b, products, input, p.weight_bits))
+            .max()
+            .unwrap_or(0);
         let needed = 64 - (bound as u64).leading_zeros() + 1;
         if needed > hw.accumulator_bits as u32 {
-            return Err(CompileError::Width { layer: name(), what: format!("accumulations needing {needed} bits"), supported: format!("{} bits", hw.accumulator_bits), field: "accumulator_bits" });
+            return Err(CompileError::Width {
+                layer: name(),
+                what: format!("accumulations needing {needed} bits"),
+                supported: format!("{} bits", hw.accumulator_bits),
+                field: "accumulator_bits",
+            });
         }
     }
     Ok(())
@@ -117,7 +157,10 @@ pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
             }
             IrOp::GlobalAvgPool { requant } => {
                 let g = src.0.geometry;
-                let pool = Pool { kernel: [g.height, g.width], stride: [1, 1] };
+                let pool = Pool {
+                    kernel: [g.height, g.width],
+                    stride: [1, 1],
+                };
                 e.pool(layer, pool, Some(*requant), src, dst)?
             }
             IrOp::Add(rescale) => {
@@ -135,5 +178,12 @@ pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
     if memory.len() > u32::MAX as usize {
         return Err(CompileError::MemoryTooLarge { need: memory.len() });
     }
-    Ok(Compiled { hw: hw.clone(), program: e.program, memory, layout, layer_instructions, logits_slot })
+    Ok(Compiled {
+        hw: hw.clone(),
+        program: e.program,
+        memory,
+        layout,
+        layer_instructions,
+        logits_slot,
+    })
 }

@@ -34,7 +34,10 @@ impl Reduction {
     /// slice `s`, or `None` for a padding lane.
     fn weight_index(&self, rows: usize, s: usize, r: usize) -> Option<usize> {
         match *self {
-            Reduction::Conv { kernel: [kh, kw], input } => {
+            Reduction::Conv {
+                kernel: [kh, kw],
+                input,
+            } => {
                 let (pos, g) = (s / input.groups, s % input.groups);
                 let (ky, kx) = (pos / kw, pos % kw);
                 let channel = g * rows + r;
@@ -59,7 +62,9 @@ pub fn pack_weights(hw: &HwConfig, p: &MacParams, outputs: usize, reduction: &Re
     for t in 0..tiles {
         for s in 0..slices {
             for r in 0..rows {
-                let Some(k) = reduction.weight_index(rows, s, r) else { continue };
+                let Some(k) = reduction.weight_index(rows, s, r) else {
+                    continue;
+                };
                 for c in 0..cols.min(outputs - t * cols) {
                     let o = t * cols + c;
                     out[((t * slices + s) * rows + r) * cols + c] = p.weights[o * per_output + k] as u8;
@@ -72,7 +77,11 @@ pub fn pack_weights(hw: &HwConfig, p: &MacParams, outputs: usize, reduction: &Re
 
 /// One parameter entry per output channel: i32 bias, u16 multiplier, u8 shift, 0.
 pub fn pack_params(p: &MacParams) -> Vec<u8> {
-    p.bias.iter().zip(&p.requant).flat_map(|(&b, rq)| param_entry(b, *rq)).collect()
+    p.bias
+        .iter()
+        .zip(&p.requant)
+        .flat_map(|(&b, rq)| param_entry(b, *rq))
+        .collect()
 }
 
 pub fn param_entry(bias: i32, rq: Requant) -> [u8; PARAM_ENTRY_BYTES] {
@@ -87,5 +96,11 @@ pub fn param_entry(bias: i32, rq: Requant) -> [u8; PARAM_ENTRY_BYTES] {
 pub fn read_param(e: &[u8]) -> (i32, Requant) {
     let bias = i32::from_le_bytes(e[..4].try_into().expect("4 bytes"));
     let multiplier = u16::from_le_bytes([e[4], e[5]]) as u32;
-    (bias, Requant { multiplier, shift: e[6] })
+    (
+        bias,
+        Requant {
+            multiplier,
+            shift: e[6],
+        },
+    )
 }

@@ -61,11 +61,7 @@ pub struct BuildStats {
 
 /// Builds `verilog` with top module `top` into a shared library, or finds
 /// it in the cache. See the crate documentation for the steps.
-pub fn build_model(
-    verilog: &str,
-    top: &str,
-    opts: &BuildOptions,
-) -> Result<ModelBuild, VerilatorError> {
+pub fn build_model(verilog: &str, top: &str, opts: &BuildOptions) -> Result<ModelBuild, VerilatorError> {
     let start = Instant::now();
     if !ports::is_identifier(top) {
         return Err(VerilatorError::InvalidTop(top.to_string()));
@@ -111,9 +107,7 @@ impl Toolchain {
     /// which would dominate a cached build's time.
     fn detect() -> Result<Self, VerilatorError> {
         static DETECTED: Mutex<Option<Toolchain>> = Mutex::new(None);
-        let mut detected = DETECTED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut detected = DETECTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(tools) = detected.as_ref() {
             return Ok(tools.clone());
         }
@@ -183,15 +177,9 @@ impl Recipe {
             cxx_flags: cxx_flags(&tools.verilator, trace),
             runtime_flags: cxx_flags(&tools.verilator, false),
             // --no-undefined: a missing runtime object fails the link, not the load.
-            link_flags: [
-                "-shared",
-                "-Wl,--no-undefined",
-                "-pthread",
-                "-lpthread",
-                "-latomic",
-            ]
-            .map(String::from)
-            .to_vec(),
+            link_flags: ["-shared", "-Wl,--no-undefined", "-pthread", "-lpthread", "-latomic"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -201,10 +189,7 @@ impl Recipe {
             ("verilog", verilog),
             ("top", &self.top),
             ("verilator", &self.tools.verilator.version),
-            (
-                "include",
-                &self.tools.verilator.include_dir.to_string_lossy(),
-            ),
+            ("include", &self.tools.verilator.include_dir.to_string_lossy()),
             ("cxx", &self.tools.cxx_version),
             ("verilator_args", &self.verilator_args.join(" ")),
             ("cxx_flags", &self.cxx_flags.join(" ")),
@@ -436,9 +421,7 @@ impl Job<'_> {
     }
 }
 
-fn join<T>(
-    handle: std::thread::ScopedJoinHandle<'_, Result<T, VerilatorError>>,
-) -> Result<T, VerilatorError> {
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, VerilatorError>>) -> Result<T, VerilatorError> {
     handle
         .join()
         .unwrap_or_else(|_| Err(VerilatorError::Internal("a compile thread panicked")))
@@ -466,20 +449,14 @@ fn run_cxx(mut command: Command, build_dir: &Path) -> Result<(), VerilatorError>
 
 /// "compiling unity_fast.cpp" / "linking libdivqat_model.so".
 fn describe(command: &Command) -> String {
-    let args: Vec<_> = command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     let name = |path: &str| {
         Path::new(path)
             .file_name()
             .map_or(path.to_string(), |n| n.to_string_lossy().into_owned())
     };
     match args.iter().position(|a| a == "-c") {
-        Some(i) => format!(
-            "compiling {}",
-            name(args.get(i + 1).map_or("", String::as_str))
-        ),
+        Some(i) => format!("compiling {}", name(args.get(i + 1).map_or("", String::as_str))),
         None => format!("linking {LIBRARY_NAME}"),
     }
 }
@@ -520,14 +497,8 @@ mod tests {
             Ok(()) => panic!("compiled"),
         };
         let message = err.to_string();
-        assert!(
-            message.starts_with("g++ failed compiling broken.cpp: "),
-            "{message}"
-        );
-        assert!(
-            message.contains("'undeclared' was not declared"),
-            "{message}"
-        );
+        assert!(message.starts_with("g++ failed compiling broken.cpp: "), "{message}");
+        assert!(message.contains("'undeclared' was not declared"), "{message}");
         assert!(
             message.ends_with(&format!("; build kept in {}", dir.path().display())),
             "{message}"
@@ -547,10 +518,7 @@ mod tests {
     #[test]
     fn picks_cxx_error_lines() {
         let stderr = "In file included from x.cpp:1:\nshim.cpp:3:1: error: 'foo' was not declared\nnote: here\n";
-        assert_eq!(
-            cxx_error_lines(stderr),
-            ["shim.cpp:3:1: error: 'foo' was not declared"]
-        );
+        assert_eq!(cxx_error_lines(stderr), ["shim.cpp:3:1: error: 'foo' was not declared"]);
         assert_eq!(cxx_error_lines("ld: oops\n"), ["ld: oops"]);
     }
 }

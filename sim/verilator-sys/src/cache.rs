@@ -41,11 +41,7 @@ pub fn default_cache_root() -> PathBuf {
 /// This crate lives in `<workspace>/sim/verilator-sys`.
 fn workspace_dir() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .ancestors()
-        .nth(2)
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// Hex SHA-256 (first 128 bits) of labelled parts; each part is
@@ -216,8 +212,7 @@ mod tests {
                 .map(|i| {
                     let entry = &entry;
                     scope.spawn(move || {
-                        ensure_entry(entry, |temp| write_file(&temp.join("id"), &i.to_string()))
-                            .unwrap()
+                        ensure_entry(entry, |temp| write_file(&temp.join("id"), &i.to_string())).unwrap()
                     })
                 })
                 .collect();
@@ -229,10 +224,6 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(
-            names.len(),
-            2,
-            "only the entry and its lock file: {names:?}"
-        );
+        assert_eq!(names.len(), 2, "only the entry and its lock file: {names:?}");
     }
 }

@@ -34,16 +34,8 @@ pub fn port_members(ports: &[Port], header: &str) -> Result<Vec<String>, Verilat
     match members {
         Some(members) if members.len() == declared.len() => Ok(members),
         _ => Err(VerilatorError::PortMismatch {
-            parsed: describe(
-                ports
-                    .iter()
-                    .map(|p| (p.name.clone(), direction(p), u64::from(p.width))),
-            ),
-            verilator: describe(
-                declared
-                    .iter()
-                    .map(|d| (verilog_name(&d.member), d.direction, d.width)),
-            ),
+            parsed: describe(ports.iter().map(|p| (p.name.clone(), direction(p), u64::from(p.width)))),
+            verilator: describe(declared.iter().map(|d| (verilog_name(&d.member), d.direction, d.width))),
         }),
     }
 }
@@ -160,10 +152,7 @@ mod tests {
             err.to_string(),
             "the ports read from the Verilog (input clock [1]) differ from Verilator's (input clock [1], output acc [32]); the port parser misread this design"
         );
-        let narrow = [
-            port("clock", Direction::Input, 1),
-            port("acc", Direction::Output, 16),
-        ];
+        let narrow = [port("clock", Direction::Input, 1), port("acc", Direction::Output, 16)];
         assert!(port_members(&narrow, header).is_err());
     }
 }

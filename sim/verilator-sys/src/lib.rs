@@ -42,27 +42,22 @@ pub enum VerilatorError {
     #[error("verilator not found on PATH; run scripts/setup.sh")]
     NotOnPath,
     #[error("cannot run {bin}: {source}")]
-    Spawn {
-        bin: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { bin: PathBuf, source: std::io::Error },
     #[error("`{command}` failed ({status}): {last_line}")]
     CommandFailed {
         command: String,
         status: String,
         last_line: String,
     },
-    #[error(
-        "unexpected `verilator --version` output {0:?}; expected \"Verilator <major>.<minor> ...\""
-    )]
+    #[error("unexpected `verilator --version` output {0:?}; expected \"Verilator <major>.<minor> ...\"")]
     UnparsableVersion(String),
-    #[error("Verilator {found} is too old; divqat needs Verilator {MIN_MAJOR_VERSION} or newer (run scripts/setup.sh)")]
+    #[error(
+        "Verilator {found} is too old; divqat needs Verilator {MIN_MAJOR_VERSION} or newer (run scripts/setup.sh)"
+    )]
     TooOld { found: String },
     #[error("Verilator include directory {0} lacks verilated.cpp; is VERILATOR_ROOT right?")]
     IncludeDirIncomplete(PathBuf),
-    #[error(
-        "invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)"
-    )]
+    #[error("invalid top module name {0:?}: expected a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*)")]
     InvalidTop(String),
     #[error(transparent)]
     Ports(#[from] PortError),
@@ -71,10 +66,7 @@ pub enum VerilatorError {
     #[error("the ports read from the Verilog ({parsed}) differ from Verilator's ({verilator}); the port parser misread this design")]
     PortMismatch { parsed: String, verilator: String },
     #[error("cannot run {cxx} (the C++ compiler; run scripts/setup.sh): {source}")]
-    CompilerMissing {
-        cxx: &'static str,
-        source: std::io::Error,
-    },
+    CompilerMissing { cxx: &'static str, source: std::io::Error },
     #[error("g++ failed {step}: {}{}; build kept in {}", first(errors), more(errors), build_dir.display())]
     Compile {
         step: String,
@@ -246,9 +238,7 @@ mod tests {
     static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
     pub(crate) fn spawn_lock() -> MutexGuard<'static, ()> {
-        SPAWN_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        SPAWN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Writes an executable shell script standing in for `verilator`.
@@ -276,14 +266,8 @@ mod tests {
         };
         assert!(install.bin.is_absolute(), "{install:?}");
         assert!(install.version.starts_with("5."), "{install:?}");
-        assert!(
-            install.include_dir.join("verilated.h").is_file(),
-            "{install:?}"
-        );
-        assert!(
-            install.vltstd_dir().join("svdpi.h").is_file(),
-            "{install:?}"
-        );
+        assert!(install.include_dir.join("verilated.h").is_file(), "{install:?}");
+        assert!(install.vltstd_dir().join("svdpi.h").is_file(), "{install:?}");
     }
 
     #[test]
@@ -309,11 +293,7 @@ mod tests {
     fn rejects_verilator_4() {
         let _lock = spawn_lock();
         let dir = tempfile::tempdir().unwrap();
-        let fake = fake_verilator(
-            dir.path(),
-            "Verilator 4.228 2022-01-17 rev v4.228",
-            dir.path(),
-        );
+        let fake = fake_verilator(dir.path(), "Verilator 4.228 2022-01-17 rev v4.228", dir.path());
         let err = VerilatorInstall::from_binary(&fake).unwrap_err();
         assert!(
             matches!(&err, VerilatorError::TooOld { found } if found == "4.228"),
@@ -327,10 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = fake_verilator(dir.path(), "Verilator 5.006 2023-01-22", dir.path());
         let err = VerilatorInstall::from_binary(&fake).unwrap_err();
-        assert!(
-            matches!(err, VerilatorError::IncludeDirIncomplete(_)),
-            "{err}"
-        );
+        assert!(matches!(err, VerilatorError::IncludeDirIncomplete(_)), "{err}");
         std::fs::create_dir(dir.path().join("include")).unwrap();
         std::fs::write(dir.path().join("include/verilated.cpp"), "").unwrap();
         let install = VerilatorInstall::from_binary(&fake).unwrap();

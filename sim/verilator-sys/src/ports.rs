@@ -231,10 +231,7 @@ impl<'a> Cursor<'a> {
     /// Tokens up to `endmodule`.
     fn module_body(&self) -> &'a [String] {
         let rest = &self.tokens[self.pos..];
-        let end = rest
-            .iter()
-            .position(|t| t == "endmodule")
-            .unwrap_or(rest.len());
+        let end = rest.iter().position(|t| t == "endmodule").unwrap_or(rest.len());
         &rest[..end]
     }
 }
@@ -305,10 +302,7 @@ fn declared_ports(names: &[String], body: &[String]) -> Result<Vec<Declared>, St
             "function" | "task" => nested += 1,
             "endfunction" | "endtask" => nested = nested.saturating_sub(1),
             _ if nested == 0 && statement_start && is_direction(token) => {
-                let end = body[i..]
-                    .iter()
-                    .position(|t| t == ";")
-                    .map_or(body.len(), |n| i + n);
+                let end = body[i..].iter().position(|t| t == ";").map_or(body.len(), |n| i + n);
                 declared.extend(declaration(&body[i..end])?);
             }
             _ => {}
@@ -368,9 +362,8 @@ fn packed_range(tokens: &[String]) -> Result<(u64, &[String]), String> {
     match &tokens[1..close] {
         [msb, colon, lsb] if colon == ":" => {
             let bound = |t: &String| {
-                t.parse::<i64>().map_err(|_| {
-                    format!("range bound `{t}` is not a number (port widths must be literal)")
-                })
+                t.parse::<i64>()
+                    .map_err(|_| format!("range bound `{t}` is not a number (port widths must be literal)"))
             };
             let (msb, lsb) = (bound(msb)?, bound(lsb)?);
             Ok((msb.abs_diff(lsb) + 1, &tokens[close + 1..]))
@@ -386,8 +379,7 @@ fn packed_range(tokens: &[String]) -> Result<(u64, &[String]), String> {
 /// `hdl::verilog::is_identifier`, which this -sys crate does not depend on).
 pub fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(is_word_char)
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(is_word_char)
 }
 
 /// A simple identifier; escaped ones (`\a+b `) have no C++ name in the model.
@@ -395,9 +387,7 @@ fn simple_name(token: &str) -> Result<String, String> {
     if is_identifier(token) {
         Ok(token.to_string())
     } else {
-        Err(format!(
-            "unsupported port name `{token}` (only simple identifiers)"
-        ))
+        Err(format!("unsupported port name `{token}` (only simple identifiers)"))
     }
 }
 
@@ -490,10 +480,7 @@ endmodule
                 "module top(input [W-1:0] a); endmodule",
                 "range `[W-1:0]` is not two numbers",
             ),
-            (
-                "module top(input [W:0] a); endmodule",
-                "bound `W` is not a number",
-            ),
+            ("module top(input [W:0] a); endmodule", "bound `W` is not a number"),
             ("module top(input [7:0] a [4]); endmodule", "cannot read"),
             ("module top(.a(x)); endmodule", "port expression"),
             ("module top(input a) endmodule", "expected `;`"),

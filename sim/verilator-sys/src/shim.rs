@@ -58,10 +58,7 @@ pub const EXPORTS: &[&str] = &[
 /// first one's definitions, so two designs in one process silently run each
 /// other's code and return wrong numbers. Local, each library keeps its own.
 pub fn version_script() -> String {
-    let globals: String = EXPORTS
-        .iter()
-        .map(|name| format!("    {name};\n"))
-        .collect();
+    let globals: String = EXPORTS.iter().map(|name| format!("    {name};\n")).collect();
     format!("{{\n  global:\n{globals}  local: *;\n}};\n")
 }
 
@@ -115,11 +112,7 @@ fn accessors(ports: &[Port], members: &[String]) -> String {
         let mask = mask(port.width);
         if port.direction == Direction::Input {
             // Verilator assumes the bits above a port's width are zero.
-            writeln!(
-                set,
-                "    case {i}: m->model->{name} = value & {mask}; return 0;"
-            )
-            .unwrap();
+            writeln!(set, "    case {i}: m->model->{name} = value & {mask}; return 0;").unwrap();
         }
         writeln!(
             get,
