@@ -133,6 +133,63 @@ fn plan_tiles(
     Ok(tiles)
 }
 
+/// A rectangle of pixels of a stored tensor.
+#[derive(Clone, Copy, Debug)]
+struct Rect {
+    y0: usize,
+    x0: usize,
+    h: usize,
+    w: usize,
+}
+
+/// The fields of one 2-D `load`/`store` (docs/isa.md §4).
+struct Transfer2d {
+    addr: u16,
+    dram: u32,
+    rows: u16,
+    row_bytes: u32,
+    dram_stride: u32,
+    buf_stride: u32,
+}
+
+/// The transfers moving channel groups `groups` of `rect` of `region` to or from the
+/// buffer words at `base`, pixel after pixel with `groups.len()` words each. Whole
+/// pixels are one 2-D transfer; a subset of groups takes one transfer per image row.
+fn rect_transfers(
+    rows: usize,
+    region: &Region,
+    rect: Rect,
+    groups: std::ops::Range<usize>,
+    base: usize,
+) -> Vec<Transfer2d> {
+    let g = &region.geometry;
+    if rect.h == 0 || rect.w == 0 {
+        return Vec::new();
+    }
+    let gc = groups.len();
+    let dram = |y: usize| (region.base + g.offset(rows, 0, y, rect.x0) + groups.start * rows) as u32;
+    if gc == g.groups {
+        return vec![Transfer2d {
+            addr: base as u16,
+            dram: dram(rect.y0),
+            rows: rect.h as u16,
+            row_bytes: (rect.w * gc * rows) as u32,
+            dram_stride: (g.width * g.groups * rows) as u32,
+            buf_stride: (rect.w * gc) as u32,
+        }];
+    }
+    (0..rect.h)
+        .map(|y| Transfer2d {
+            addr: (base + y * rect.w * gc) as u16,
+            dram: dram(rect.y0 + y),
+            rows: rect.w as u16,
+            row_bytes: (gc * rows) as u32,
+            dram_stride: (g.groups * rows) as u32,
+            buf_stride: gc as u32,
+        })
+        .collect()
+}
+
 fn u16_of(layer: &str, what: &'static str, v: usize) -> Result<u16, CompileError> {
     u16::try_from(v).map_err(|_| CompileError::TooLarge {
         layer: layer.to_string(),
@@ -186,74 +243,45 @@ impl<'a> Emitter<'a> {
     }
 
     /// Load channel groups `groups` of an input rectangle of `src` into activation
-    /// half `half`, pixel after pixel with `groups.len()` words each. Whole pixels are
-    /// one 2-D transfer; a subset of groups takes one transfer per image row.
+    /// half `half`, pixel after pixel with `groups.len()` words each.
     fn load_rect(&mut self, src: &Region, r: InputRect, groups: std::ops::Range<usize>, half: u8) {
-        let rows = self.hw.rows;
-        let g = &src.geometry;
-        if r.h == 0 || r.w == 0 {
-            return;
-        }
-        let gc = groups.len();
-        let base = self.act_half_base(half);
-        let dram = |y: usize| (src.base + g.offset(rows, 0, y, r.x0) + groups.start * rows) as u32;
-        let transfers: Vec<Op> = if gc == g.groups {
-            vec![Op::Load {
-                buffer: buffer::ACT,
-                addr: base as u16,
-                dram: dram(r.y0),
-                rows: r.h as u16,
-                row_bytes: (r.w * gc * rows) as u32,
-                dram_stride: (g.width * g.groups * rows) as u32,
-                buf_stride: (r.w * gc) as u32,
-            }]
-        } else {
-            (0..r.h)
-                .map(|y| Op::Load {
-                    buffer: buffer::ACT,
-                    addr: (base + y * r.w * gc) as u16,
-                    dram: dram(r.y0 + y),
-                    rows: r.w as u16,
-                    row_bytes: (gc * rows) as u32,
-                    dram_stride: (g.groups * rows) as u32,
-                    buf_stride: gc as u32,
-                })
-                .collect()
+        let rect = Rect {
+            y0: r.y0,
+            x0: r.x0,
+            h: r.h,
+            w: r.w,
         };
-        for op in transfers {
+        for t in rect_transfers(self.hw.rows, src, rect, groups, self.act_half_base(half)) {
+            let op = Op::Load {
+                buffer: buffer::ACT,
+                addr: t.addr,
+                dram: t.dram,
+                rows: t.rows,
+                row_bytes: t.row_bytes,
+                dram_stride: t.dram_stride,
+                buf_stride: t.buf_stride,
+            };
             self.push(op, &[Resource::Dram(src.base)], &[Resource::Act(half)]);
         }
     }
 
     /// Store channel groups `groups` of tile `t` from output half `half`.
     fn store_tile(&mut self, dst: &Region, t: Tile, groups: std::ops::Range<usize>, half: u8) {
-        let rows = self.hw.rows;
-        let g = &dst.geometry;
-        let gc = groups.len();
-        let base = self.out_half_base(half);
-        let dram = |y: usize| (dst.base + g.offset(rows, 0, y, t.x0) + groups.start * rows) as u32;
-        let transfers: Vec<Op> = if gc == g.groups {
-            vec![Op::Store {
-                addr: base as u16,
-                dram: dram(t.y0),
-                rows: t.h as u16,
-                row_bytes: (t.w * gc * rows) as u32,
-                dram_stride: (g.width * g.groups * rows) as u32,
-                buf_stride: (t.w * gc) as u32,
-            }]
-        } else {
-            (0..t.h)
-                .map(|y| Op::Store {
-                    addr: (base + y * t.w * gc) as u16,
-                    dram: dram(t.y0 + y),
-                    rows: t.w as u16,
-                    row_bytes: (gc * rows) as u32,
-                    dram_stride: (g.groups * rows) as u32,
-                    buf_stride: gc as u32,
-                })
-                .collect()
+        let rect = Rect {
+            y0: t.y0,
+            x0: t.x0,
+            h: t.h,
+            w: t.w,
         };
-        for op in transfers {
+        for t in rect_transfers(self.hw.rows, dst, rect, groups, self.out_half_base(half)) {
+            let op = Op::Store {
+                addr: t.addr,
+                dram: t.dram,
+                rows: t.rows,
+                row_bytes: t.row_bytes,
+                dram_stride: t.dram_stride,
+                buf_stride: t.buf_stride,
+            };
             self.push(op, &[Resource::Out(half)], &[Resource::Dram(dst.base)]);
         }
     }
