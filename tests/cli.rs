@@ -320,7 +320,7 @@ fn impossible_hardware_is_refused_with_the_reason() {
             .arg(&model)
             .arg("--out")
             .arg(&out),
-        "hardware config field 'rows': must be 1..=64",
+        "hardware config field 'rows': must be 1..=32",
     );
     let hw = dir.path().join("hw.toml");
     let toml = compiler::hw::HwConfig {

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::arith::{MAX_MAC_OPERAND_BITS, MIN_BITS};
 
-/// Largest array side the generator supports.
-pub const MAX_ARRAY_SIDE: usize = 64;
+/// Largest array side the generator supports: an activation or weight word is one
+/// byte per row/column, and the DMA engine (`hdl::Dma`) moves words of at most 32 bytes.
+pub const MAX_ARRAY_SIDE: usize = 32;
+/// Widest external-memory bus the DMA engine supports.
+pub const MAX_BUS_BYTES: usize = 32;
 /// Largest buffer depth: instructions address buffer words with 16 bits.
 pub const MAX_BUFFER_WORDS: usize = 1 << 16;
 
@@ -165,9 +168,9 @@ impl HwConfig {
                 format!("must hold two column tiles: at least 2*cols = {}", 2 * self.cols),
             ),
             (
-                self.bus_bytes.is_power_of_two() && self.bus_bytes <= 64,
+                self.bus_bytes.is_power_of_two() && self.bus_bytes <= MAX_BUS_BYTES,
                 "bus_bytes",
-                "must be a power of two up to 64".into(),
+                format!("must be a power of two up to {MAX_BUS_BYTES}"),
             ),
             (
                 self.clock_mhz > 0.0 && self.clock_mhz.is_finite(),
@@ -239,8 +242,8 @@ mod tests {
     #[test]
     fn impossible_configs_name_the_field() {
         let err = "0x8".parse::<HwConfig>().unwrap_err().to_string();
-        assert_eq!(err, "hardware config field 'rows': must be 1..=64");
-        let err = "8x65".parse::<HwConfig>().unwrap_err().to_string();
+        assert_eq!(err, "hardware config field 'rows': must be 1..=32");
+        let err = "8x33".parse::<HwConfig>().unwrap_err().to_string();
         assert!(err.contains("'cols'"), "{err}");
         let hw = HwConfig {
             bus_bytes: 6,
