@@ -198,11 +198,6 @@ impl HwConfig {
         self.rows * self.cols
     }
 
-    /// Bytes of one activation word (one pixel's `rows` channels).
-    pub fn act_word_bytes(&self) -> usize {
-        self.rows
-    }
-
     /// Bytes of on-chip memory, per buffer: (activation, weight, accumulator, output, params).
     pub fn buffer_bytes(&self) -> [usize; 5] {
         [

@@ -294,6 +294,27 @@ proptest! {
     }
 }
 
+/// Hand-written MAC parameters with identity requantization and unit scales.
+fn identity_params(weight_bits: u8, weights: Vec<i8>, bias: Vec<i32>) -> MacParams {
+    let outputs = bias.len();
+    MacParams {
+        weight_bits,
+        weights,
+        weight_scales: vec![1.0; outputs],
+        bias,
+        requant: vec![Requant::IDENTITY; outputs],
+    }
+}
+
+/// A linear layer to two 16-bit logits, the last layer of the hand-built models.
+fn two_logits(b: &mut ModelBuilder, weight_bits: u8, weights: Vec<i8>, bias: Vec<i32>) {
+    let out = OutType {
+        dtype: DType::signed(16),
+        scale: 1.0,
+    };
+    b.linear("fc", 2, identity_params(weight_bits, weights, bias), out);
+}
+
 /// A model small enough to compute by hand.
 #[test]
 fn hand_built_model_has_known_outputs() {
@@ -330,22 +351,7 @@ fn hand_built_model_has_known_outputs() {
     );
     b.max_pool("pool", 2, 2);
     b.flatten("flat");
-    let fc = MacParams {
-        weight_bits: 2,
-        weights: vec![1, 0, -2, 1],
-        weight_scales: vec![1.0; 2],
-        bias: vec![0, 5],
-        requant: vec![Requant::IDENTITY; 2],
-    };
-    b.linear(
-        "fc",
-        2,
-        fc,
-        OutType {
-            dtype: DType::signed(16),
-            scale: 1.0,
-        },
-    );
+    two_logits(&mut b, 2, vec![1, 0, -2, 1], vec![0, 5]);
     let model = b.build().unwrap();
     let reference = Reference::new(model);
     let trace = reference.trace(&[10, 20, 30, 255]);
@@ -360,13 +366,7 @@ fn hand_built_model_has_known_outputs() {
 #[test]
 fn residual_add_and_global_pool_by_hand() {
     let mut b = ModelBuilder::new("hand-add", [1, 1, 2]);
-    let id = |w: i8| MacParams {
-        weight_bits: 8,
-        weights: vec![w],
-        weight_scales: vec![1.0],
-        bias: vec![0],
-        requant: vec![Requant::IDENTITY],
-    };
+    let id = |w: i8| identity_params(8, vec![w], vec![0]);
     b.conv2d(
         "neg",
         ConvGeometry {
@@ -406,22 +406,7 @@ fn residual_add_and_global_pool_by_hand() {
             scale: 1.0,
         },
     );
-    let fc = MacParams {
-        weight_bits: 8,
-        weights: vec![1, -1],
-        weight_scales: vec![1.0; 2],
-        bias: vec![0, 0],
-        requant: vec![Requant::IDENTITY; 2],
-    };
-    b.linear(
-        "fc",
-        2,
-        fc,
-        OutType {
-            dtype: DType::signed(16),
-            scale: 1.0,
-        },
-    );
+    two_logits(&mut b, 8, vec![1, -1], vec![0, 0]);
     let reference = Reference::new(b.build().unwrap());
     let trace = reference.trace(&[5, 200]);
     // -x saturates to -128 for x=200: a*3 + b*4 = -384 + 800 = 416 -> 208.

@@ -897,7 +897,7 @@ mod tests {
             let mut expect = mem.bytes.clone();
             let mut buf = vec![0u8; depth * word];
             for (store, dram, row_bytes) in [(false, 5, 300), (true, 611, 300), (false, 3, 513), (true, 2, 513)] {
-                let words = (row_bytes as usize).div_ceil(word);
+                let words = usize::div_ceil(row_bytes, word);
                 let x = Xfer {
                     store,
                     addr: 1,

@@ -31,7 +31,7 @@ pub mod ws_pe;
 pub use dma::{dma_cycles, dma_verilog, Dma, Packer, Xfer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
-pub use pe::{pe_verilog, MacPe, ACC_BITS, OPERAND_BITS};
+pub use pe::{pe_verilog, MacPe, PeModel, ACC_BITS, OPERAND_BITS};
 pub use sign_extend::SignExtend;
 pub use ws_array::{ws_array_verilog, ByteExtend, DelayLine, WsArray};
 pub use ws_pe::{ws_pe_verilog, WsPe, ACT_BITS, PSUM_BITS, WEIGHT_BITS};

@@ -98,30 +98,32 @@ pub fn pe_verilog() -> String {
     generate_verilog(&pe)
 }
 
+/// The PE's intended behaviour in plain integers, for checking the hardware in any
+/// simulator: products and sums in i64, the accumulator wrapped to 32 bits like the
+/// hardware register.
+#[derive(Clone, Debug, Default)]
+pub struct PeModel {
+    pub acc: i64,
+    pub act_out: i8,
+    pub weight_out: i8,
+}
+
+impl PeModel {
+    /// One rising clock edge with these inputs.
+    pub fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
+        let base = if clear { 0 } else { self.acc };
+        let product = if enable { act as i64 * weight as i64 } else { 0 };
+        self.acc = (base + product) as i32 as i64;
+        self.act_out = act;
+        self.weight_out = weight;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    /// The PE's intended behaviour in plain integers: products and sums in
-    /// i64, the accumulator wrapped to 32 bits like the hardware register.
-    #[derive(Default)]
-    struct ReferencePe {
-        acc: i64,
-        act_out: i8,
-        weight_out: i8,
-    }
-
-    impl ReferencePe {
-        fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
-            let base = if clear { 0 } else { self.acc };
-            let product = if enable { act as i64 * weight as i64 } else { 0 };
-            self.acc = (base + product) as i32 as i64;
-            self.act_out = act;
-            self.weight_out = weight;
-        }
-    }
 
     fn new_pe() -> MacPe {
         let mut pe = MacPe::default();
@@ -141,7 +143,7 @@ mod tests {
         assert!(simulate(pe, 100), "PE did not settle after the rising edge");
     }
 
-    fn assert_matches(pe: &MacPe, reference: &ReferencePe, cycle: usize) {
+    fn assert_matches(pe: &MacPe, reference: &PeModel, cycle: usize) {
         assert_eq!(pe.acc.val(), Signed::<32>::from(reference.acc), "acc, cycle {cycle}");
         let act_out = Signed::<8>::from(reference.act_out as i64);
         assert_eq!(pe.act_out.val(), act_out, "act_out, cycle {cycle}");
@@ -152,7 +154,7 @@ mod tests {
     /// Drives the PE and the reference with the same inputs, checking every cycle.
     fn run_against_reference(inputs: &[(bool, bool, i8, i8)]) -> i64 {
         let mut pe = new_pe();
-        let mut reference = ReferencePe::default();
+        let mut reference = PeModel::default();
         for (cycle, &(clear, enable, act, weight)) in inputs.iter().enumerate() {
             clock_in(&mut pe, clear, enable, act, weight);
             reference.step(clear, enable, act, weight);
@@ -263,9 +265,9 @@ mod tests {
     }
 
     /// One line per cycle for `$readmemh`: clear, enable, act, weight and the
-    /// expected accumulator from [`ReferencePe`], as a 64-bit hex word.
+    /// expected accumulator from [`PeModel`], as a 64-bit hex word.
     fn expected_vectors(inputs: &[(bool, bool, i8, i8)]) -> String {
-        let mut reference = ReferencePe::default();
+        let mut reference = PeModel::default();
         let mut text = String::new();
         for &(clear, enable, act, weight) in inputs {
             reference.step(clear, enable, act, weight);

@@ -47,25 +47,6 @@ fn fresh_cache() -> (tempfile::TempDir, BuildOptions) {
     (dir, opts)
 }
 
-/// The PE's behaviour in integers (hdl/src/pe.rs's reference): products
-/// and sums in i64, the accumulator wrapped to 32 bits.
-#[derive(Default)]
-struct ReferencePe {
-    acc: i64,
-    act_out: i8,
-    weight_out: i8,
-}
-
-impl ReferencePe {
-    fn step(&mut self, clear: bool, enable: bool, act: i8, weight: i8) {
-        let base = if clear { 0 } else { self.acc };
-        let product = if enable { act as i64 * weight as i64 } else { 0 };
-        self.acc = (base + product) as i32 as i64;
-        self.act_out = act;
-        self.weight_out = weight;
-    }
-}
-
 /// Random controls and operands, the extreme products, then enough
 /// (-128)^2 steps to wrap the accumulator past i32::MAX.
 fn pe_stimulus() -> Vec<(bool, bool, i8, i8)> {
@@ -98,7 +79,7 @@ fn pe_matches_the_integer_reference() -> Result<(), SimError> {
     ]
     .map(|name| pe.port(name).unwrap());
     assert_eq!(pe.get(acc)?, 0, "registers start at 0");
-    let mut reference = ReferencePe::default();
+    let mut reference = hdl::PeModel::default();
     let mut wrapped = false;
     for (cycle, &(c, e, act, weight)) in pe_stimulus().iter().enumerate() {
         pe.set(clear, c.into())?;

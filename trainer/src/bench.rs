@@ -47,7 +47,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
     let float = FloatNet::new(&fvs.root(), &blocks, input);
     let mut fopt = Optimizer::new(OptimizerKind::Adamw, &fvs, 1e-4);
     let fp = rate(batch, steps, || {
-        let terms = loss(&float.forward_t(&(&pixels / 255.0), true), &labels, None);
+        let terms = loss(&float.forward_t(&pixels, true), &labels, None);
         fopt.zero_grad();
         terms.total.backward();
         fopt.step(1e-4);
@@ -75,7 +75,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
     };
     let mut q_step = |divqat: bool| {
         let logits = quant.forward(&pixels, mode);
-        let teacher = divqat.then(|| tch::no_grad(|| float.forward_t(&(&pixels / 255.0), false)));
+        let teacher = divqat.then(|| tch::no_grad(|| float.forward_t(&pixels, false)));
         let terms = loss(&logits, &labels, teacher.as_ref().map(|t| (t, &divergence)));
         qopt.zero_grad();
         terms.total.backward();

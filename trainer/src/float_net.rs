@@ -1,5 +1,6 @@
 //! The full-precision network: zoo blocks as libtorch modules (conv + batch norm +
-//! ReLU). Its input is pixels / 255, the same real values the integer model sees.
+//! ReLU). Like the quantized network it takes pixel codes 0..=255 and computes on
+//! pixels / 255, the same real values the integer model sees.
 
 use compiler::zoo::{Block, ConvSpec};
 use tch::nn::{self, Module, ModuleT};
@@ -136,8 +137,9 @@ impl FloatNet {
 }
 
 impl ModuleT for FloatNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut x = x.shallow_clone();
+    /// `pixels`: codes 0..=255 as floats, `[N, C, H, W]`.
+    fn forward_t(&self, pixels: &Tensor, train: bool) -> Tensor {
+        let mut x = pixels / 255.0;
         for layer in &self.layers {
             x = match layer {
                 FloatLayer::Conv(c) => c.forward_t(&x, train),

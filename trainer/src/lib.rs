@@ -18,7 +18,7 @@ pub mod train;
 use std::fmt;
 use std::str::FromStr;
 
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 /// Errors of the trainer crate.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +32,6 @@ pub enum TrainerError {
     /// CUDA is available but the index is out of range.
     #[error("CUDA device {requested} requested, but only {available} CUDA device(s) exist")]
     CudaIndexOutOfRange { requested: usize, available: usize },
-    /// A pixel buffer whose length does not match `n * C * H * W`.
-    #[error("image buffer has {actual} bytes, expected {expected} ({n} images of {shape:?})")]
-    ImageBufferLength {
-        actual: usize,
-        expected: usize,
-        n: usize,
-        shape: [usize; 3],
-    },
-    /// An error reported by libtorch.
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
 }
 
 /// Where tensors live and computations run.
@@ -108,28 +97,6 @@ impl TryFrom<ComputeDevice> for Device {
     }
 }
 
-/// Converts `n` 8-bit images stored contiguously as `shape = [C, H, W]`
-/// (channel-major, i.e. NCHW) into a float32 CPU tensor of shape `[n, C, H, W]`
-/// with values `pixel / 255` in `[0, 1]`.
-pub fn images_to_tensor(images: &[u8], n: usize, shape: [usize; 3]) -> Result<Tensor, TrainerError> {
-    let [c, h, w] = shape;
-    let expected = [n, c, h, w].iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    if expected != Some(images.len()) {
-        return Err(TrainerError::ImageBufferLength {
-            actual: images.len(),
-            expected: expected.unwrap_or(usize::MAX),
-            n,
-            shape,
-        });
-    }
-    let dims = [n, c, h, w].map(|d| d as i64);
-    let t = Tensor::f_from_slice(images)?
-        .f_to_kind(Kind::Float)?
-        .f_div_scalar(255.0)?
-        .f_reshape(dims)?;
-    Ok(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,53 +134,5 @@ mod tests {
             assert!(matches!(err, TrainerError::CudaUnavailable { requested: 0 }));
             assert!(err.to_string().contains("not available"), "{err}");
         }
-    }
-
-    #[test]
-    fn images_become_scaled_nchw_floats() {
-        // 2 images, 2 channels, 2x3 pixels.
-        let pixels: Vec<u8> = (0..24u8).map(|i| i * 10 + 15).collect();
-        let t = images_to_tensor(&pixels, 2, [2, 2, 3]).unwrap();
-        assert_eq!(t.size(), vec![2, 2, 2, 3]);
-        assert_eq!(t.kind(), Kind::Float);
-        assert_eq!(t.device(), Device::Cpu);
-        let flat: Vec<f32> = Vec::try_from(t.flatten(0, -1)).unwrap();
-        for (v, p) in flat.iter().zip(&pixels) {
-            assert_eq!(*v, *p as f32 / 255.0);
-        }
-        // Element [1, 0, 1, 2] is pixel index 1*12 + 0*6 + 1*3 + 2 = 17.
-        assert_eq!(t.double_value(&[1, 0, 1, 2]), (pixels[17] as f32 / 255.0) as f64);
-    }
-
-    #[test]
-    fn extremes_map_to_zero_and_one() {
-        let t = images_to_tensor(&[0, 255, 128, 255], 4, [1, 1, 1]).unwrap();
-        assert_eq!(t.size(), vec![4, 1, 1, 1]);
-        assert_eq!(t.min().double_value(&[]), 0.0);
-        assert_eq!(t.max().double_value(&[]), 1.0);
-        assert_eq!(t.sum(Kind::Float).double_value(&[]), (2.0 + 128.0f32 / 255.0) as f64);
-    }
-
-    #[test]
-    fn empty_batch_is_allowed() {
-        let t = images_to_tensor(&[], 0, [1, 28, 28]).unwrap();
-        assert_eq!(t.size(), vec![0, 1, 28, 28]);
-    }
-
-    #[test]
-    fn length_mismatch_is_an_error() {
-        let err = images_to_tensor(&[0; 10], 2, [1, 2, 3]).unwrap_err();
-        match err {
-            TrainerError::ImageBufferLength {
-                actual,
-                expected,
-                n,
-                shape,
-            } => {
-                assert_eq!((actual, expected, n, shape), (10, 12, 2, [1, 2, 3]));
-            }
-            other => panic!("unexpected error {other}"),
-        }
-        assert!(images_to_tensor(&[0; 4], usize::MAX, [2, 2, 2]).is_err());
     }
 }

@@ -54,10 +54,6 @@ fn requantize(v: &Tensor, dtype: DType) -> Tensor {
     ste_round_half_up(v).clamp(dtype.min() as f64, dtype.max() as f64)
 }
 
-fn largest_code(dtype: DType) -> f64 {
-    dtype.max() as f64
-}
-
 /// Running mean of per-batch maxima of a real-valued tensor while calibrating, then
 /// frozen. The state lives in the var store so checkpoints carry it.
 #[derive(Debug)]
@@ -87,7 +83,7 @@ impl RangeObserver {
 
     /// Scale at which the observed range maps onto `dtype`'s largest code.
     pub fn scale(&self, dtype: DType) -> f64 {
-        self.max.double_value(&[0]).max(1e-8) / largest_code(dtype)
+        self.max.double_value(&[0]).max(1e-8) / dtype.max() as f64
     }
 }
 

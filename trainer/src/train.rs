@@ -105,7 +105,7 @@ enum Net {
 impl Net {
     fn logits(&mut self, pixels: &Tensor, train: bool, arithmetic: Arithmetic) -> Tensor {
         match self {
-            Net::Float(f) => f.forward_t(&(pixels / 255.0), train),
+            Net::Float(f) => f.forward_t(pixels, train),
             Net::Quant(q) => q.forward(
                 pixels,
                 Mode {
@@ -313,7 +313,7 @@ fn train_epoch(
         let Batch { pixels, labels } = batch;
         let (pixels, labels) = (pixels.to_device(options.device), labels.to_device(options.device));
         let logits = net.logits(&pixels, true, Arithmetic::Fast);
-        let teacher_logits = teacher.map(|t| tch::no_grad(|| t.forward_t(&(&pixels / 255.0), false)));
+        let teacher_logits = teacher.map(|t| tch::no_grad(|| t.forward_t(&pixels, false)));
         let terms = loss(&logits, &labels, teacher_logits.as_ref().zip(divergence.as_ref()));
         optimizer.zero_grad();
         terms.total.backward();
@@ -373,7 +373,7 @@ fn evaluate(
             let logits = net.logits(&pixels, false, arithmetic).to_kind(Kind::Float);
             if let Some(t) = teacher {
                 let n = pixels.size()[0] as f64;
-                kl_sum += kl_divergence(&logits, &t.forward_t(&(&pixels / 255.0), false), 1.0).double_value(&[]) * n;
+                kl_sum += kl_divergence(&logits, &t.forward_t(&pixels, false), 1.0).double_value(&[]) * n;
             }
             predictions
                 .extend(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("1-D int64"));

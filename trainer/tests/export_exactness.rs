@@ -27,7 +27,7 @@ fn check(arch: Arch, shape: [usize; 3], width: f64, precision: Precision) {
     let float = FloatNet::new(&vs.root(), &arch.blocks(10, width), shape);
     tch::no_grad(|| {
         for i in 0..3 {
-            let _ = float.forward_t(&(pixels(16, shape, i) / 255.0), true);
+            let _ = float.forward_t(&pixels(16, shape, i), true);
         }
     });
     let qvs = nn::VarStore::new(Device::Cpu);

@@ -5,7 +5,7 @@
 
 use crate::arith::{AddRescale, DType, Requant};
 use crate::hw::{HwConfig, PARAM_ENTRY_BYTES};
-use crate::ir::{Conv2d, Layer, Linear, Op as IrOp, Pool as IrPool};
+use crate::ir::{Conv2d, Layer, Linear, Pool as IrPool};
 use crate::isa::{buffer, pool_mode, Instruction, Op};
 
 use super::deps::{Resource, Tracker};
@@ -27,7 +27,7 @@ pub struct Emitter<'a> {
     param_half: u8,
 }
 
-/// A rectangle of output pixels.
+/// A rectangle of pixels (of the output, or of a stored tensor).
 #[derive(Clone, Copy, Debug)]
 struct Tile {
     y0: usize,
@@ -54,6 +54,17 @@ struct Window {
     kernel: [usize; 2],
     stride: usize,
     padding: [usize; 2],
+}
+
+impl InputRect {
+    fn pixels(&self) -> Tile {
+        Tile {
+            y0: self.y0,
+            x0: self.x0,
+            h: self.h,
+            w: self.w,
+        }
+    }
 }
 
 impl Window {
@@ -133,15 +144,6 @@ fn plan_tiles(
     Ok(tiles)
 }
 
-/// A rectangle of pixels of a stored tensor.
-#[derive(Clone, Copy, Debug)]
-struct Rect {
-    y0: usize,
-    x0: usize,
-    h: usize,
-    w: usize,
-}
-
 /// The fields of one 2-D `load`/`store` (docs/isa.md §4).
 struct Transfer2d {
     addr: u16,
@@ -158,7 +160,7 @@ struct Transfer2d {
 fn rect_transfers(
     rows: usize,
     region: &Region,
-    rect: Rect,
+    rect: Tile,
     groups: std::ops::Range<usize>,
     base: usize,
 ) -> Vec<Transfer2d> {
@@ -245,13 +247,7 @@ impl<'a> Emitter<'a> {
     /// Load channel groups `groups` of an input rectangle of `src` into activation
     /// half `half`, pixel after pixel with `groups.len()` words each.
     fn load_rect(&mut self, src: &Region, r: InputRect, groups: std::ops::Range<usize>, half: u8) {
-        let rect = Rect {
-            y0: r.y0,
-            x0: r.x0,
-            h: r.h,
-            w: r.w,
-        };
-        for t in rect_transfers(self.hw.rows, src, rect, groups, self.act_half_base(half)) {
+        for t in rect_transfers(self.hw.rows, src, r.pixels(), groups, self.act_half_base(half)) {
             let op = Op::Load {
                 buffer: buffer::ACT,
                 addr: t.addr,
@@ -267,13 +263,7 @@ impl<'a> Emitter<'a> {
 
     /// Store channel groups `groups` of tile `t` from output half `half`.
     fn store_tile(&mut self, dst: &Region, t: Tile, groups: std::ops::Range<usize>, half: u8) {
-        let rect = Rect {
-            y0: t.y0,
-            x0: t.x0,
-            h: t.h,
-            w: t.w,
-        };
-        for t in rect_transfers(self.hw.rows, dst, rect, groups, self.out_half_base(half)) {
+        for t in rect_transfers(self.hw.rows, dst, t, groups, self.out_half_base(half)) {
             let op = Op::Store {
                 addr: t.addr,
                 dram: t.dram,
@@ -683,13 +673,4 @@ impl<'a> Emitter<'a> {
 
 fn out_dtype(g: &Geometry) -> DType {
     g.dtype
-}
-
-/// The IR layer's operator, for dispatch by the driver.
-pub fn pool_of(op: &IrOp) -> Option<(IrPool, Option<Requant>)> {
-    match op {
-        IrOp::MaxPool(p) => Some((*p, None)),
-        IrOp::AvgPool { pool, requant } => Some((*pool, Some(*requant))),
-        _ => None,
-    }
 }

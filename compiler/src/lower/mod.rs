@@ -151,10 +151,8 @@ pub fn compile(model: &Model, hw: &HwConfig) -> Result<Compiled, CompileError> {
             }
             IrOp::Conv2d(conv) => e.conv(layer, conv, src, dst)?,
             IrOp::Linear(linear) => e.linear(layer, linear, src, dst)?,
-            IrOp::MaxPool(_) | IrOp::AvgPool { .. } => {
-                let (pool, rq) = emit::pool_of(&layer.op).expect("a pool");
-                e.pool(layer, pool, rq, src, dst)?
-            }
+            IrOp::MaxPool(pool) => e.pool(layer, *pool, None, src, dst)?,
+            IrOp::AvgPool { pool, requant } => e.pool(layer, *pool, Some(*requant), src, dst)?,
             IrOp::GlobalAvgPool { requant } => {
                 let g = src.0.geometry;
                 let pool = Pool {

@@ -111,12 +111,7 @@ mod tests {
     use super::*;
 
     fn port(name: &str, direction: Direction, width: u32) -> Port {
-        Port {
-            name: name.into(),
-            direction,
-            width,
-            signed: false,
-        }
+        Port::new(name, direction, width, false)
     }
 
     #[test]

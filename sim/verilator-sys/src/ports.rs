@@ -28,6 +28,17 @@ pub struct Port {
     pub signed: bool,
 }
 
+impl Port {
+    pub fn new(name: impl Into<String>, direction: Direction, width: u32, signed: bool) -> Port {
+        Port {
+            name: name.into(),
+            direction,
+            width,
+            signed,
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PortError {
     #[error("no `module {0}` in the Verilog")]
@@ -396,12 +407,7 @@ mod tests {
     use super::*;
 
     fn port(name: &str, direction: Direction, width: u32, signed: bool) -> Port {
-        Port {
-            name: name.into(),
-            direction,
-            width,
-            signed,
-        }
+        Port::new(name, direction, width, signed)
     }
 
     const RUST_HDL_STYLE: &str = "
