@@ -9,9 +9,11 @@ use thiserror::Error;
 use verilator_sys::VerilatorError;
 
 pub mod lint;
+pub mod memory;
 pub mod model;
 
 pub use lint::{lint, LintWarning, SourceLocation};
+pub use memory::{read_queue_capacity, Memory, MemoryStats, WriteFault};
 pub use model::{clock_rate, PortId, VerilatedModel};
 pub use verilator_sys::{build_model, BuildOptions, BuildStats, Direction, ModelBuild, Port, VerilatorInstall};
 
