@@ -1,9 +1,11 @@
 //! The cycle model: when each instruction starts and ends on the accelerator of
-//! docs/isa.md ("Execution model" and "Timing"): instructions are dispatched in
+//! docs/isa.md ("Execution model" and "Timing"), cycle for cycle as the RTL controller
+//! (`hdl::Controller`, docs/rtl.md) runs it: instructions are fetched through the
+//! instruction port (`FETCH_DEPTH` requested but not yet dispatched), dispatched in
 //! program order, one per cycle, into per-unit queues of `QUEUE_DEPTH`; each unit runs
 //! its queue in order; an instruction starts when its unit is free and the completion
-//! counts of the other units reach its waits. The RTL implements the same rules, so
-//! Verilator's cycle counts are checked against this model.
+//! counts of the other units reach its waits. Verilator's cycle counts are checked
+//! against this model.
 
 use serde::Serialize;
 
@@ -11,8 +13,12 @@ use crate::hw::HwConfig;
 use crate::isa::{Instruction, Op, Unit};
 use crate::lower::Compiled;
 
-/// Pending instructions a unit's queue holds; dispatch stalls when it is full.
+/// Instructions a unit's queue holds, the running one included (it leaves the queue
+/// when it completes); dispatch stalls when the queue is full.
 pub const QUEUE_DEPTH: usize = 8;
+/// Instructions the fetcher may have requested and not yet dispatched (the size of its
+/// buffer, which therefore never overflows).
+pub const FETCH_DEPTH: usize = 8;
 /// Cycles from a post-processing input to its output write.
 pub const POST_PIPELINE: u64 = 4;
 /// Pipeline depth of the pool and add units.
@@ -210,24 +216,42 @@ fn unit_index(u: Unit) -> usize {
     u as usize
 }
 
-/// Schedule `program` on `hw`.
+/// Schedule `program` on `hw`. Cycle 0 is the host's `start` cycle; `total` is the
+/// cycle in which the accelerator raises `done` (its `cycles` counter then reads
+/// `total`). The rules are the RTL controller's (`hdl::Controller`):
+///
+/// - fetch: request `i` is issued in cycle `t_i` (valid from `t_i + 1`), one per
+///   cycle, and only while fewer than `FETCH_DEPTH` requested instructions wait for
+///   dispatch; its response arrives `mem_latency` cycles after the request was taken
+///   and is at the head of the fetch buffer one cycle later;
+/// - dispatch: one instruction per cycle in program order, once it is at the head and
+///   its unit's queue has a free slot (a slot frees in the cycle after its instruction
+///   completes); it can start from the next cycle;
+/// - start: when the unit's previous instruction has completed and the other units'
+///   completion counts reach the waits; an instruction `cost`s cycles from its start
+///   cycle through its `done` cycle, and completes (counts) from the cycle after;
+/// - `done`: in the cycle after `end` when every unit is idle and every fetched
+///   response has arrived (requests issued before `end` was dispatched keep coming).
 pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Deadlock> {
     let n = program.len();
+    let latency = hw.mem_latency as u64;
     let (mut start, mut end) = (vec![0u64; n], vec![0u64; n]);
+    let mut dispatch = vec![0u64; n];
+    let mut issue = vec![0u64; n];
     // End times of each unit's instructions in order, and program indices per unit.
     let mut unit_ends: [Vec<u64>; 3] = Default::default();
     let mut unit_members: [Vec<usize>; 3] = Default::default();
-    let mut dispatch = 0u64;
     for (i, ins) in program.iter().enumerate() {
+        issue[i] = issue_cycle(&issue, &dispatch, i);
         let u = unit_index(ins.op.unit());
-        // Dispatch waits for a free queue slot: the instruction QUEUE_DEPTH places
-        // earlier in the same unit must have started.
+        let arrived = issue[i] + latency + 2;
+        let mut d = arrived.max(if i > 0 { dispatch[i - 1] + 1 } else { 0 });
         if unit_members[u].len() >= QUEUE_DEPTH {
             let blocker = unit_members[u][unit_members[u].len() - QUEUE_DEPTH];
-            dispatch = dispatch.max(start[blocker]);
+            d = d.max(end[blocker]);
         }
-        dispatch += 1;
-        let mut ready = dispatch.max(unit_ends[u].last().copied().unwrap_or(0));
+        dispatch[i] = d;
+        let mut ready = (d + 1).max(unit_ends[u].last().copied().unwrap_or(0));
         for other in Unit::ALL {
             let need = ins.waits.get(other) as usize;
             if need == 0 {
@@ -250,8 +274,30 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
         unit_ends[u].push(end[i]);
         unit_members[u].push(i);
     }
-    let total = end.iter().copied().max().unwrap_or(0);
+    let mut total = end.iter().copied().max().unwrap_or(0);
+    // Requests issued past the program before `end` was dispatched (the fetcher stops
+    // issuing from the cycle after) must return before `done`.
+    if let Some(&last_dispatch) = dispatch.last() {
+        for i in n..n + FETCH_DEPTH {
+            issue.push(issue_cycle(&issue, &dispatch, i));
+            if issue[i] > last_dispatch {
+                break;
+            }
+            total = total.max(issue[i] + latency + 2);
+        }
+    }
     Ok(Schedule { start, end, total })
+}
+
+/// The cycle in which the fetcher issues request `i`: one request per cycle, and at most
+/// `FETCH_DEPTH` requested instructions not yet dispatched (dispatches of instructions
+/// past the program never happen, so those requests only wait for earlier ones).
+fn issue_cycle(issue: &[u64], dispatch: &[u64], i: usize) -> u64 {
+    let mut t = if i > 0 { issue[i - 1] + 1 } else { 0 };
+    if i >= FETCH_DEPTH {
+        t = t.max(dispatch[i - FETCH_DEPTH] + 1);
+    }
+    t
 }
 
 /// Per-layer figures of the cycle model.

@@ -16,6 +16,8 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod controller;
+pub mod decode;
 pub mod dma;
 pub mod matmul;
 pub mod memory;
@@ -28,6 +30,8 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use controller::{controller_verilog, Controller, Insn, InsnQueue};
+pub use decode::{ExecDecode, LoadDecode, StoreDecode};
 pub use dma::{dma_cycles, dma_verilog, Dma, Packer, Xfer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
