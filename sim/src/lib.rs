@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use thiserror::Error;
 use verilator_sys::VerilatorError;
 
+pub mod harness;
 pub mod lint;
 pub mod memory;
 pub mod model;
 
+pub use harness::{first_mismatch, layer_cycles, read_tensor, BuildInfo, Mismatch, Rtl, RtlOptions, RunResult};
 pub use lint::{lint, LintWarning, SourceLocation};
 pub use memory::{read_queue_capacity, Memory, MemoryStats, WriteFault};
 pub use model::{clock_rate, PortId, VerilatedModel};
@@ -51,4 +53,28 @@ pub enum SimError {
     VcdOpen(PathBuf),
     #[error("clock_rate needs at least one cycle")]
     NoCycles,
+    #[error("the design's `{name}` is {found}; the harness expects {expected} (does the Verilog match the HwConfig?)")]
+    PortShape {
+        name: String,
+        expected: String,
+        found: String,
+    },
+    #[error("image of {len} bytes; the compiled model takes {expected} (C*H*W u8 codes)")]
+    ImageLength { len: usize, expected: usize },
+    #[error(
+        "the accelerator did not finish within the timeout of {timeout} cycles: its cycle counter reads {cycles}, \
+         status {status}, busy {busy}, retired load/exec/store {}/{}/{} of {}/{}/{} instructions \
+         (raise it with --timeout-cycles if the program is just long)",
+        retired[0], retired[1], retired[2], totals[0], totals[1], totals[2]
+    )]
+    Timeout {
+        timeout: u64,
+        cycles: u64,
+        status: u64,
+        busy: bool,
+        retired: [u64; 3],
+        totals: [u64; 3],
+    },
+    #[error("the accelerator wrote byte {addr:#x} in cycle {cycle}, outside the {size}-byte external memory")]
+    WriteOutside { addr: u64, cycle: u64, size: usize },
 }
