@@ -19,8 +19,9 @@ pub const QUEUE_DEPTH: usize = 8;
 /// Instructions the fetcher may have requested and not yet dispatched (the size of its
 /// buffer, which therefore never overflows).
 pub const FETCH_DEPTH: usize = 8;
-/// Cycles from a post-processing input to its output write.
-pub const POST_PIPELINE: u64 = 4;
+/// Cycles of `hdl::PostUnit` after its last output word is addressed: the accumulator
+/// buffer's registered read, then the registered requantizer before the write.
+pub const POST_PIPELINE: u64 = 2;
 /// Pipeline depth of the pool and add units.
 pub const VECTOR_PIPELINE: u64 = 3;
 
@@ -180,7 +181,25 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
             slice_end.saturating_sub(slice_begin) as usize,
             out_h as usize * out_w as usize,
         ),
-        Op::Post { pixels, .. } => pixels as u64 + POST_PIPELINE,
+        // hdl::PostUnit: the `channels` parameter entries are read one per cycle (one
+        // port); then one cycle per output word written: pixel p's `channels*e` bytes
+        // (e = 2 when bits > 8) start `b = (p*out_stride + lane*e) % rows` bytes into a
+        // word, so they touch ceil((b + channels*e) / rows) words; then POST_PIPELINE.
+        Op::Post {
+            pixels,
+            channels,
+            out_stride,
+            lane,
+            bits,
+            ..
+        } => {
+            let (rows, e) = (hw.rows as u64, if bits > 8 { 2 } else { 1 });
+            let bytes = channels as u64 * e;
+            let words: u64 = (0..pixels as u64)
+                .map(|p| ((p * out_stride as u64 + lane as u64 * e) % rows + bytes).div_ceil(rows))
+                .sum();
+            channels as u64 + words + POST_PIPELINE
+        }
         Op::Pool {
             out_h,
             out_w,

@@ -22,6 +22,7 @@ pub mod dma;
 pub mod matmul;
 pub mod memory;
 pub mod pe;
+pub mod post;
 pub mod requant;
 pub mod sign_extend;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use dma::{dma_cycles, dma_verilog, Dma, Packer, Xfer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, PeModel, ACC_BITS, OPERAND_BITS};
+pub use post::{post_unit_verilog, ParamDecode, Placer, PostSetup, PostUnit};
 pub use sign_extend::SignExtend;
 pub use ws_array::{ws_array_verilog, ByteExtend, DelayLine, WsArray};
 pub use ws_pe::{ws_pe_verilog, WsPe, ACT_BITS, PSUM_BITS, WEIGHT_BITS};
