@@ -22,8 +22,10 @@ pub const FETCH_DEPTH: usize = 8;
 /// Cycles of `hdl::PostUnit` after its last output word is addressed: the accumulator
 /// buffer's registered read, then the registered requantizer before the write.
 pub const POST_PIPELINE: u64 = 2;
-/// Pipeline depth of the pool and add units.
-pub const VECTOR_PIPELINE: u64 = 3;
+/// Cycles of `hdl::PoolUnit` and `hdl::AddUnit` after their last buffer read is
+/// addressed: the registered read, then the accumulate (pool) or product (add) register
+/// before the write.
+pub const VECTOR_PIPELINE: u64 = 2;
 
 /// Cycles a matmul of `slices` weight slices over `pixels` pixels keeps the array busy,
 /// from the first weight entering to the last result leaving (docs/isa.md §5); the
@@ -200,6 +202,8 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
                 .sum();
             channels as u64 + words + POST_PIPELINE
         }
+        // hdl::PoolUnit: one activation word read per cycle, every window of every
+        // output word (pixel, group) in turn; then VECTOR_PIPELINE.
         Op::Pool {
             out_h,
             out_w,
@@ -208,6 +212,8 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
             kernel_w,
             ..
         } => out_h as u64 * out_w as u64 * groups as u64 * kernel_h as u64 * kernel_w as u64 + VECTOR_PIPELINE,
+        // hdl::AddUnit: the two input words of each output word are read in two cycles
+        // (one read port); then VECTOR_PIPELINE.
         Op::Add { words, .. } => 2 * words as u64 + VECTOR_PIPELINE,
         Op::End {} => 1,
     }

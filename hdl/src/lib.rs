@@ -16,12 +16,14 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod add;
 pub mod controller;
 pub mod decode;
 pub mod dma;
 pub mod matmul;
 pub mod memory;
 pub mod pe;
+pub mod pool;
 pub mod post;
 pub mod requant;
 pub mod sign_extend;
@@ -31,12 +33,14 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use add::{add_unit_verilog, AddUnit, ByteScale};
 pub use controller::{controller_verilog, Controller, Insn, InsnQueue};
 pub use decode::{ExecDecode, LoadDecode, StoreDecode};
 pub use dma::{dma_cycles, dma_verilog, Dma, Packer, Xfer};
 pub use matmul::{matmul_engine_verilog, MatmulEngine, MatmulSetup};
 pub use memory::{sdp_ram_verilog, SdpRam};
 pub use pe::{pe_verilog, MacPe, PeModel, ACC_BITS, OPERAND_BITS};
+pub use pool::{pool_unit_verilog, LowByte, PoolSetup, PoolUnit, RequantFields};
 pub use post::{post_unit_verilog, ParamDecode, Placer, PostSetup, PostUnit};
 pub use sign_extend::SignExtend;
 pub use ws_array::{ws_array_verilog, ByteExtend, DelayLine, WsArray};
