@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 pub use crate::arith::Precision;
 use crate::arith::{AddRescale, DType, Requant};
 use crate::builder::{ConvGeometry, ModelBuilder, OutType};
+use crate::hw::HwConfig;
 use crate::ir::{MacParams, Model};
 use crate::validate::ModelError;
 use crate::zoo::{Arch, Block, ConvSpec};
@@ -214,4 +215,59 @@ pub fn tiny_resnet(input: [usize; 3], classes: usize, p: Precision, seed: u64) -
     b.flatten("flat");
     linear(&mut b, &mut rng, "fc", classes, p, logits_out());
     b.build()
+}
+
+/// A random conv layer (kernel 1/3/5, stride 1/2, padding, odd sizes, up to
+/// `max_channels` channels, random widths and signedness), maybe a max pool, and a
+/// linear classifier, with hardware of random shape (up to `max_side` x `max_side`)
+/// and random buffer sizes that still fit the smallest tile of every layer: the
+/// randomized regression of the functional model and of the RTL.
+pub fn random_layer_case(seed: u64, max_channels: usize, max_side: usize) -> (Model, HwConfig) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let k = [1, 3, 5][rng.gen_range(0..3)];
+    let stride = rng.gen_range(1..=2);
+    let padding = rng.gen_range(0..=k / 2);
+    let input = [
+        rng.gen_range(1..=max_channels),
+        rng.gen_range(k..=13),
+        rng.gen_range(k..=13),
+    ];
+    let out_channels = rng.gen_range(1..=max_channels);
+    let (wb, ab) = (rng.gen_range(2..=8), rng.gen_range(2..=8));
+    let mut b = ModelBuilder::new("random-layer", input);
+    let g = ConvGeometry {
+        out_channels,
+        kernel: [k, k],
+        stride: [stride, stride],
+        padding: [padding, padding],
+    };
+    let p = random_mac_params(&mut rng, out_channels, input[0] * k * k, wb, DType::U8);
+    let signed = rng.gen_bool(0.3);
+    let out = OutType {
+        dtype: DType { bits: ab, signed },
+        scale: 0.1,
+    };
+    b.conv2d("conv", g, p, out);
+    if rng.gen_bool(0.5) && b.current().shape[1] >= 2 && b.current().shape[2] >= 2 {
+        b.max_pool("pool", 2, 2);
+    }
+    b.flatten("flat");
+    let n = b.current().elements();
+    let fc = random_mac_params(&mut rng, 3, n, wb, DType { bits: ab, signed });
+    b.linear("fc", 3, fc, logits_out());
+    let model = b.build().expect("valid random model");
+    let (rows, cols) = (rng.gen_range(1..=max_side), rng.gen_range(1..=max_side));
+    let base = HwConfig::preset(rows, cols).expect("preset");
+    // Lower bounds: the smallest tile of every layer must fit half of each buffer.
+    let min_act = 2 * k * k * input[0].div_ceil(rows);
+    let min_out = 2 * out_channels.div_ceil(rows).max(6usize.div_ceil(rows));
+    let hw = HwConfig {
+        act_buffer_words: rng.gen_range(min_act..=min_act + 4096),
+        weight_buffer_words: rng.gen_range(2 * rows..=512),
+        acc_buffer_words: rng.gen_range(2..=256),
+        out_buffer_words: rng.gen_range(min_out..=min_out + 512),
+        param_buffer_entries: rng.gen_range(2 * cols..=128),
+        ..base
+    };
+    (model, hw)
 }

@@ -1,13 +1,11 @@
 //! The functional model executes compiled programs exactly like the reference
 //! interpreter, for random layers, random arrays and random buffer sizes.
 
-use compiler::arith::DType;
 use compiler::arith::Precision;
-use compiler::builder::{ConvGeometry, ModelBuilder, OutType};
 use compiler::functional::run_image;
 use compiler::hw::HwConfig;
 use compiler::lower::compile;
-use compiler::synthetic::{self, random_mac_params};
+use compiler::synthetic;
 use compiler::zoo::Arch;
 use compiler::{Model, Reference};
 use proptest::prelude::*;
@@ -80,67 +78,11 @@ fn residual_nets_match_reference_with_small_buffers() {
     );
 }
 
-/// A random conv layer (kernel 1/3/5, stride 1/2, padding, odd sizes) followed by a
-/// linear classifier, compiled for a random array and random buffers.
-fn random_case(seed: u64) -> (Model, HwConfig) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let k = [1, 3, 5][rng.gen_range(0..3)];
-    let stride = rng.gen_range(1..=2);
-    let padding = rng.gen_range(0..=k / 2);
-    let input = [rng.gen_range(1..=64), rng.gen_range(k..=13), rng.gen_range(k..=13)];
-    let out_channels = rng.gen_range(1..=64);
-    let (wb, ab) = (rng.gen_range(2..=8), rng.gen_range(2..=8));
-    let mut b = ModelBuilder::new("prop", input);
-    let g = ConvGeometry {
-        out_channels,
-        kernel: [k, k],
-        stride: [stride, stride],
-        padding: [padding, padding],
-    };
-    let p = random_mac_params(&mut rng, out_channels, input[0] * k * k, wb, DType::U8);
-    let signed = rng.gen_bool(0.3);
-    let out = OutType {
-        dtype: DType { bits: ab, signed },
-        scale: 0.1,
-    };
-    b.conv2d("conv", g, p, out);
-    if rng.gen_bool(0.5) && b.current().shape[1] >= 2 && b.current().shape[2] >= 2 {
-        b.max_pool("pool", 2, 2);
-    }
-    b.flatten("flat");
-    let n = b.current().elements();
-    let fc = random_mac_params(&mut rng, 3, n, wb, DType { bits: ab, signed });
-    b.linear(
-        "fc",
-        3,
-        fc,
-        OutType {
-            dtype: DType::signed(16),
-            scale: 0.1,
-        },
-    );
-    let model = b.build().expect("valid random model");
-    let (rows, cols) = (rng.gen_range(1..=16), rng.gen_range(1..=16));
-    let base = HwConfig::preset(rows, cols).unwrap();
-    // Lower bounds: the smallest tile of every layer must fit half of each buffer.
-    let min_act = 2 * k * k * input[0].div_ceil(rows);
-    let min_out = 2 * out_channels.div_ceil(rows).max(6usize.div_ceil(rows));
-    let hw = HwConfig {
-        act_buffer_words: rng.gen_range(min_act..=min_act + 4096),
-        weight_buffer_words: rng.gen_range(2 * rows..=512),
-        acc_buffer_words: rng.gen_range(2..=256),
-        out_buffer_words: rng.gen_range(min_out..=min_out + 512),
-        param_buffer_entries: rng.gen_range(2 * cols..=128),
-        ..base
-    };
-    (model, hw)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn random_layers_and_hardware_match_reference(seed in any::<u64>()) {
-        let (model, hw) = random_case(seed);
+        let (model, hw) = synthetic::random_layer_case(seed, 64, 16);
         assert_functional_matches(&model, &hw, 1);
     }
 }

@@ -28,16 +28,21 @@ use compiler::cycles::{FETCH_DEPTH, QUEUE_DEPTH};
 use compiler::isa::INSTRUCTION_BYTES;
 use rust_hdl::prelude::*;
 
-/// One encoded instruction (64 bytes, byte `k` in bits `8k..8k+8`).
-pub type Insn = Bits<512>;
+/// Bytes of an encoded instruction that any instruction uses: `matmul`'s 14-byte
+/// header and 29 bytes of fields; the rest of the 64 bytes is zero padding.
+pub const INSN_USED_BYTES: usize = 43;
+/// One instruction as the controller keeps it: its first `INSN_USED_BYTES` bytes,
+/// byte `k` in bits `8k..8k+8` (queues of full 64-byte instructions would cost a
+/// third more registers for padding).
+pub type Insn = Bits<{ INSN_USED_BYTES * 8 }>;
 /// Width of queue counts.
 const COUNT_BITS: usize = 8;
 type Count = Bits<COUNT_BITS>;
 type B32 = Bits<32>;
 
-const _: () = assert!(INSTRUCTION_BYTES * 8 == 512 && QUEUE_DEPTH < 128 && FETCH_DEPTH < 128);
+const _: () = assert!(INSN_USED_BYTES <= INSTRUCTION_BYTES && QUEUE_DEPTH < 128 && FETCH_DEPTH < 128);
 
-/// The 64 instruction bytes as one word. Custom Verilog because rust-hdl has no
+/// The used instruction bytes as one word. Custom Verilog because rust-hdl has no
 /// concatenation (see `SignExtend`).
 #[derive(LogicBlock)]
 pub struct ConcatBytes {
@@ -48,7 +53,7 @@ pub struct ConcatBytes {
 impl Default for ConcatBytes {
     fn default() -> Self {
         Self {
-            bytes: (0..INSTRUCTION_BYTES).map(|_| Default::default()).collect(),
+            bytes: (0..INSN_USED_BYTES).map(|_| Default::default()).collect(),
             word: Default::default(),
         }
     }
@@ -68,14 +73,18 @@ impl Logic for ConcatBytes {
     }
 
     fn hdl(&self) -> Verilog {
-        let parts: Vec<String> = (0..INSTRUCTION_BYTES).rev().map(|k| format!("bytes${k}")).collect();
+        let parts: Vec<String> = (0..INSN_USED_BYTES).rev().map(|k| format!("bytes${k}")).collect();
         Verilog::Custom(format!("always @(*) word = {{{}}};", parts.join(", ")))
     }
 }
 
-/// A first-in first-out queue of instructions: a shift register whose entry 0 is
-/// the head. `push` when full (without `pop`) and `pop` when empty are not allowed;
-/// `clear` empties it (and wins over `push`).
+/// A first-in first-out queue of instructions: a ring buffer of `depth` (a power of
+/// two) entries with read and write pointers, so that only a push writes an entry
+/// (a shift register would copy every entry every cycle, which dominated the
+/// simulation time). `head` is the entry at the read pointer (stale when empty).
+/// `push` when full (without `pop`) and `pop` when empty are not allowed; `clear`
+/// empties it and wins over `push` and `pop`. Custom Verilog: rust-hdl cannot index
+/// a memory by a signal; the Rust model below is the same ring buffer.
 #[derive(LogicBlock)]
 pub struct InsnQueue {
     pub clock: Signal<In, Clock>,
@@ -85,18 +94,18 @@ pub struct InsnQueue {
     pub clear: Signal<In, Bit>,
     pub head: Signal<Out, Insn>,
     pub count: Signal<Out, Count>,
-    entries: Vec<DFF<Insn>>,
-    count_r: DFF<Count>,
-    /// Where a push lands: `count`, or `count - 1` when popping in the same cycle.
-    slot: Signal<Local, Count>,
-    c_index: Vec<Constant<Count>>,
-    c_zero: Constant<Count>,
-    c_one: Constant<Count>,
+    _entries: Vec<Insn>,
+    _read: usize,
+    _write: usize,
+    _count: usize,
 }
 
 impl InsnQueue {
     pub fn new(depth: usize) -> Self {
-        assert!((1..128).contains(&depth), "queue depth 1..128");
+        assert!(
+            depth.is_power_of_two() && (2..128).contains(&depth),
+            "queue depth: a power of two, 2..128"
+        );
         Self {
             clock: Default::default(),
             push: Default::default(),
@@ -105,50 +114,73 @@ impl InsnQueue {
             clear: Default::default(),
             head: Default::default(),
             count: Default::default(),
-            entries: (0..depth).map(|_| Default::default()).collect(),
-            count_r: Default::default(),
-            slot: Default::default(),
-            c_index: (0..depth).map(|k| Constant::new((k as u64).into())).collect(),
-            c_zero: Constant::new(0u64.into()),
-            c_one: Constant::new(1u64.into()),
+            _entries: vec![Insn::default(); depth],
+            _read: 0,
+            _write: 0,
+            _count: 0,
         }
+    }
+
+    fn depth(&self) -> usize {
+        self._entries.len()
+    }
+
+    fn clock_edge(&mut self) {
+        let depth = self.depth();
+        if self.clear.val() {
+            (self._read, self._write, self._count) = (0, 0, 0);
+            return;
+        }
+        let (push, pop) = (self.push.val(), self.pop.val());
+        if push {
+            self._entries[self._write] = self.push_data.val();
+            self._write = (self._write + 1) % depth;
+        }
+        if pop {
+            self._read = (self._read + 1) % depth;
+        }
+        self._count = self._count + push as usize - pop as usize;
     }
 }
 
 impl Logic for InsnQueue {
-    #[hdl_gen]
     fn update(&mut self) {
-        for k in 0..self.entries.len() {
-            self.entries[k].clock.next = self.clock.val();
-            self.entries[k].d.next = self.entries[k].q.val();
+        if self.clock.pos_edge() {
+            self.clock_edge();
         }
-        self.count_r.clock.next = self.clock.val();
-        self.head.next = self.entries[0].q.val();
-        self.count.next = self.count_r.q.val();
-        self.slot.next = self.count_r.q.val();
-        if self.pop.val() {
-            self.slot.next = self.count_r.q.val() - self.c_one.val();
-        }
-        for k in 1..self.entries.len() {
-            if self.pop.val() {
-                self.entries[k - 1].d.next = self.entries[k].q.val();
-            }
-        }
-        for k in 0..self.entries.len() {
-            if self.push.val() & (self.slot.val() == self.c_index[k].val()) {
-                self.entries[k].d.next = self.push_data.val();
-            }
-        }
-        self.count_r.d.next = self.count_r.q.val();
-        if self.push.val() & !self.pop.val() {
-            self.count_r.d.next = self.count_r.q.val() + self.c_one.val();
-        }
-        if self.pop.val() & !self.push.val() {
-            self.count_r.d.next = self.count_r.q.val() - self.c_one.val();
-        }
-        if self.clear.val() {
-            self.count_r.d.next = self.c_zero.val();
-        }
+        self.head.next = self._entries[self._read];
+        self.count.next = (self._count as u64).into();
+    }
+
+    fn connect(&mut self) {
+        self.head.connect();
+        self.count.connect();
+    }
+
+    fn hdl(&self) -> Verilog {
+        let (depth, width) = (self.depth(), Insn::BITS);
+        let pointer = depth.trailing_zeros().max(1) as usize;
+        Verilog::Custom(format!(
+            "reg [{w}:0] entries [0:{d}];
+reg [{p}:0] read_at;
+reg [{p}:0] write_at;
+reg [{c}:0] held;
+initial begin read_at = 0; write_at = 0; held = 0; end
+always @(posedge clock) begin
+  if (clear) begin
+    read_at <= 0; write_at <= 0; held <= 0;
+  end else begin
+    if (push) begin entries[write_at] <= push_data; write_at <= write_at + 1'b1; end
+    if (pop) read_at <= read_at + 1'b1;
+    held <= held + {{{c}'d0, push}} - {{{c}'d0, pop}};
+  end
+end
+always @(*) begin head = entries[read_at]; count = held; end",
+            w = width - 1,
+            d = depth - 1,
+            p = pointer - 1,
+            c = COUNT_BITS - 1,
+        ))
     }
 }
 
@@ -184,6 +216,8 @@ pub struct Controller {
     pub store_start: Signal<Out, Bit>,
     pub store_done: Signal<In, Bit>,
     concat: ConcatBytes,
+    /// The padding bytes of the instruction port (always zero).
+    unused_padding: Vec<Signal<Local, Bits<8>>>,
     fetch_q: InsnQueue,
     load_q: InsnQueue,
     exec_q: InsnQueue,
@@ -260,6 +294,9 @@ impl Default for Controller {
             store_start: Default::default(),
             store_done: Default::default(),
             concat: Default::default(),
+            unused_padding: (INSN_USED_BYTES..INSTRUCTION_BYTES)
+                .map(|_| Default::default())
+                .collect(),
             fetch_q: InsnQueue::new(FETCH_DEPTH),
             load_q: InsnQueue::new(QUEUE_DEPTH),
             exec_q: InsnQueue::new(QUEUE_DEPTH),
@@ -336,8 +373,11 @@ impl Logic for Controller {
         self.load_q.clock.next = self.clock.val();
         self.exec_q.clock.next = self.clock.val();
         self.store_q.clock.next = self.clock.val();
-        for k in 0..self.ins_resp_data.len() {
+        for k in 0..self.concat.bytes.len() {
             self.concat.bytes[k].next = self.ins_resp_data[k].val();
+        }
+        for k in 0..self.unused_padding.len() {
+            self.unused_padding[k].next = self.ins_resp_data[k + 43].val();
         }
 
         // Host-visible state.

@@ -15,6 +15,8 @@
 use rust_hdl::prelude::*;
 
 use crate::controller::Insn;
+#[cfg(test)]
+use crate::controller::INSN_USED_BYTES;
 
 type B16 = Bits<16>;
 type B32 = Bits<32>;
@@ -32,7 +34,7 @@ pub struct LoadDecode {
     pub dram_stride: Signal<Out, B32>,
     pub buf_stride: Signal<Out, B16>,
     unused_header: Signal<Local, Bits<112>>,
-    unused_tail: Signal<Local, Bits<248>>,
+    unused_tail: Signal<Local, Bits<80>>,
     c_low16: Constant<B32>,
 }
 
@@ -47,7 +49,7 @@ impl Logic for LoadDecode {
         self.dram_stride.next = self.insn.val().get_bits::<32>(216);
         self.buf_stride.next = self.insn.val().get_bits::<16>(248);
         self.unused_header.next = self.insn.val().get_bits::<112>(0);
-        self.unused_tail.next = self.insn.val().get_bits::<248>(264);
+        self.unused_tail.next = self.insn.val().get_bits::<80>(264);
     }
 }
 
@@ -63,7 +65,7 @@ pub struct StoreDecode {
     pub dram_stride: Signal<Out, B32>,
     pub buf_stride: Signal<Out, B16>,
     unused_header: Signal<Local, Bits<112>>,
-    unused_tail: Signal<Local, Bits<256>>,
+    unused_tail: Signal<Local, Bits<88>>,
     c_low16: Constant<B32>,
 }
 
@@ -77,7 +79,7 @@ impl Logic for StoreDecode {
         self.dram_stride.next = self.insn.val().get_bits::<32>(208);
         self.buf_stride.next = self.insn.val().get_bits::<16>(240);
         self.unused_header.next = self.insn.val().get_bits::<112>(0);
-        self.unused_tail.next = self.insn.val().get_bits::<256>(256);
+        self.unused_tail.next = self.insn.val().get_bits::<88>(256);
     }
 }
 
@@ -189,7 +191,6 @@ pub struct ExecDecode {
     pub add_signed: Signal<Out, Bit>,
     opcode: Signal<Local, Bits<8>>,
     unused_header: Signal<Local, Bits<104>>,
-    unused_tail: Signal<Local, Bits<168>>,
     c_matmul: Constant<Bits<8>>,
     c_post: Constant<Bits<8>>,
     c_pool: Constant<Bits<8>>,
@@ -259,7 +260,6 @@ impl ExecDecode {
             add_signed: Default::default(),
             opcode: Default::default(),
             unused_header: Default::default(),
-            unused_tail: Default::default(),
             c_matmul: op(3),
             c_post: op(4),
             c_pool: op(5),
@@ -283,7 +283,6 @@ impl Logic for ExecDecode {
         self.is_pool.next = self.opcode.val() == self.c_pool.val();
         self.is_add.next = self.opcode.val() == self.c_add.val();
         self.unused_header.next = self.insn.val().get_bits::<104>(8);
-        self.unused_tail.next = self.insn.val().get_bits::<168>(344);
 
         self.mm_act.next = self.insn.val().get_bits::<16>(112);
         self.mm_tile_h.next = self.insn.val().get_bits::<16>(128);
@@ -358,8 +357,12 @@ mod tests {
             store: rng.gen(),
         };
         let bytes = encode(&[Instruction { op, waits }]);
+        assert!(
+            bytes[INSN_USED_BYTES..].iter().all(|&b| b == 0),
+            "fields past the used bytes"
+        );
         let mut word = Insn::default();
-        for (k, &b) in bytes.iter().enumerate() {
+        for (k, &b) in bytes[..INSN_USED_BYTES].iter().enumerate() {
             word.set_bits::<8>(8 * k, (b as u64).into());
         }
         word

@@ -16,6 +16,7 @@
 //! - the simulator of a single PE is fast (~500k cycles/s); the
 //!   ~10k cycles/s figure is for whole arrays.
 
+pub mod accel;
 pub mod add;
 pub mod controller;
 pub mod decode;
@@ -33,6 +34,7 @@ pub mod verilog;
 pub mod ws_array;
 pub mod ws_pe;
 
+pub use accel::{accelerator_verilog, AccBank, Accelerator, LINT_WAIVERS};
 pub use add::{add_unit_verilog, AddUnit, ByteScale};
 pub use controller::{controller_verilog, Controller, Insn, InsnQueue};
 pub use decode::{ExecDecode, LoadDecode, StoreDecode};

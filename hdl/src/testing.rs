@@ -21,19 +21,19 @@ fn verilator(dir: &Path, args: &[&str]) -> Option<Output> {
 /// Waived: DECLFILENAME only — rust-hdl writes every module into one file, so the
 /// file name cannot match each module name.
 pub fn assert_lints_clean(verilog: &str) {
+    assert_lints_clean_waiving(verilog, &[]);
+}
+
+/// [`assert_lints_clean`] with the warnings `waived` (Verilator rule names) waived
+/// as well; each caller documents why.
+pub fn assert_lints_clean_waiving(verilog: &str, waived: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("top.v"), verilog).expect("write Verilog");
-    let Some(out) = verilator(
-        dir.path(),
-        &[
-            "--lint-only",
-            "-Wall",
-            "-Wno-DECLFILENAME",
-            "--top-module",
-            "top",
-            "top.v",
-        ],
-    ) else {
+    let waivers: Vec<String> = waived.iter().map(|rule| format!("-Wno-{rule}")).collect();
+    let mut args = vec!["--lint-only", "-Wall", "-Wno-DECLFILENAME"];
+    args.extend(waivers.iter().map(String::as_str));
+    args.extend(["--top-module", "top", "top.v"]);
+    let Some(out) = verilator(dir.path(), &args) else {
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
