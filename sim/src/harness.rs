@@ -294,8 +294,19 @@ pub struct Rtl {
 }
 
 impl Rtl {
-    /// Builds (or finds in the cache) the accelerator `verilog` (top module `top`,
-    /// ports as in docs/rtl.md) and prepares to run `compiled` on it.
+    /// Builds (or finds in the cache) the accelerator for `compiled.hw`
+    /// (`hdl::accelerator_verilog`) and prepares to run `compiled` on it.
+    pub fn new(compiled: Compiled, options: RtlOptions) -> Result<Rtl, SimError> {
+        let started = Instant::now();
+        let verilog = hdl::accelerator_verilog(&compiled.hw);
+        let generate_seconds = started.elapsed().as_secs_f64();
+        let mut rtl = Rtl::from_verilog(compiled, &verilog, options)?;
+        rtl.build_info.generate_seconds = generate_seconds;
+        Ok(rtl)
+    }
+
+    /// Like [`Rtl::new`], with the accelerator's Verilog given (top module `top`,
+    /// ports as in docs/rtl.md).
     pub fn from_verilog(compiled: Compiled, verilog: &str, options: RtlOptions) -> Result<Rtl, SimError> {
         let started = Instant::now();
         let build_options = BuildOptions {
@@ -389,7 +400,7 @@ impl Rtl {
             model.open_vcd(path)?;
         }
         let started = Instant::now();
-        let mut run = self.simulate(&mut model, memory, trace_instructions)?;
+        let mut run = self.simulate(&mut model, memory, trace_instructions, vcd.is_some())?;
         run.seconds = started.elapsed().as_secs_f64();
         let logits = self.compiled.logits();
         run.logits = unpack_vector(
@@ -401,7 +412,18 @@ impl Rtl {
     }
 
     /// The cycle loop: `start` in the first cycle, then until `done`.
-    fn simulate(&self, model: &mut VerilatedModel, mut mem: Memory, trace: bool) -> Result<RunResult, SimError> {
+    ///
+    /// Without a waveform, the clock's half cycles are driven here: the clock-low
+    /// evaluation is also the settling one (the same evaluations as
+    /// [`VerilatedModel::tick`], one fewer in cycles whose inputs changed). With a
+    /// waveform, `tick` advances the time and dumps both half cycles.
+    fn simulate(
+        &self,
+        model: &mut VerilatedModel,
+        mut mem: Memory,
+        trace: bool,
+        waveform: bool,
+    ) -> Result<RunResult, SimError> {
         let p = &self.ports;
         let bus = mem.bus_bytes();
         let mut i = Inputs::new(p);
@@ -441,7 +463,11 @@ impl Rtl {
                 &mut changed,
             )?;
             // 2. settle, only if an input changed since the last evaluation.
-            if std::mem::take(&mut changed) {
+            if !waveform {
+                model.set(p.clock, 0)?;
+                model.eval();
+                changed = false;
+            } else if std::mem::take(&mut changed) {
                 model.eval();
             }
             // 3. sample the accelerator's outputs; apply the handshakes.
@@ -479,7 +505,12 @@ impl Rtl {
             }
             let cycles = if done { Some(model.get(p.cycles)?) } else { None };
             // 4. the clock edge.
-            model.tick(p.clock)?;
+            if waveform {
+                model.tick(p.clock)?;
+            } else {
+                model.set(p.clock, 1)?;
+                model.eval();
+            }
             mem.advance();
             if let Some(cycles) = cycles {
                 if let Some(fault) = mem.fault() {

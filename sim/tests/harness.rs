@@ -282,3 +282,158 @@ fn build_options_reach_the_verilator_build() -> Result<(), SimError> {
     assert!(warm.build_info().from_cache);
     Ok(())
 }
+
+// The real accelerator (`hdl::accelerator_verilog`).
+
+/// A small random model: small-cnn at a quarter of its width (211k MACs).
+fn tiny_model() -> compiler::Model {
+    compiler::synthetic::random_model(
+        compiler::zoo::Arch::SmallCnn,
+        [1, 28, 28],
+        10,
+        0.25,
+        compiler::synthetic::Precision::W8A8,
+        7,
+    )
+    .unwrap()
+}
+
+fn test_images(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|k| (0..784).map(|i| ((i * 131 + k * 977) % 256) as u8).collect())
+        .collect()
+}
+
+#[test]
+fn a_tiny_model_on_2x2_matches_the_functional_model_and_the_reference() -> Result<(), SimError> {
+    if !verilator_present() {
+        return Ok(());
+    }
+    let model = tiny_model();
+    let hw = compiler::hw::HwConfig::preset(2, 2).unwrap();
+    let compiled = compiler::lower::compile(&model, &hw).unwrap();
+    let predicted = compiler::cycles::report(&model, &compiled).unwrap();
+    let options = RtlOptions {
+        trace_instructions: true,
+        ..Default::default()
+    };
+    let rtl = Rtl::new(compiled.clone(), options)?;
+    println!("2x2 build: {:?}", rtl.build_info());
+    let reference = compiler::Reference::new(model.clone());
+    for image in test_images(2) {
+        let started = Instant::now();
+        let run = rtl.run_image(&image)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let functional = compiler::functional::run_image(&compiled, &image).unwrap();
+        let trace = reference.trace(&image);
+        assert_eq!(
+            sim::first_mismatch(&model, &compiled, &trace, &run.memory),
+            None,
+            "every layer's output in memory"
+        );
+        assert_eq!(run.logits, functional, "RTL vs functional model");
+        assert_eq!(&run.logits, trace.last().unwrap(), "RTL vs reference");
+        let error = (run.cycles as f64 - predicted.total_cycles as f64) / run.cycles as f64;
+        println!(
+            "RTL {} cycles, cycle model {} ({:+.3}%), {:.0} simulated cycles/s",
+            run.cycles,
+            predicted.total_cycles,
+            100.0 * error,
+            run.ticks as f64 / seconds
+        );
+        let layers = sim::layer_cycles(&compiled, run.instruction_end.as_ref().unwrap());
+        for (l, rtl_cycles) in predicted.layers.iter().zip(&layers) {
+            println!("  {:<12} model {:>8} RTL {:>8}", l.name, l.cycles, rtl_cycles);
+        }
+        let model_layers: Vec<u64> = predicted.layers.iter().map(|l| l.cycles).collect();
+        assert_eq!(layers, model_layers, "per-layer cycles, RTL vs cycle model");
+        assert_eq!(run.cycles, predicted.total_cycles, "cycles, RTL vs cycle model");
+    }
+    Ok(())
+}
+
+/// A program the controller can never finish gives a timeout error naming the
+/// state, not a hang: a wait count raised past what the program provides (the
+/// units deadlock), and the `end` instruction removed (the controller fetches zeros
+/// past the program, an unknown opcode: status 1).
+#[test]
+fn corrupted_programs_time_out_with_the_status() -> Result<(), SimError> {
+    if !verilator_present() {
+        return Ok(());
+    }
+    let model = tiny_model();
+    let hw = compiler::hw::HwConfig::preset(2, 2).unwrap();
+    let compiled = compiler::lower::compile(&model, &hw).unwrap();
+    let options = || RtlOptions {
+        timeout_cycles: Some(200_000),
+        ..Default::default()
+    };
+    let image = &test_images(1)[0];
+
+    let mut deadlocked = compiled.clone();
+    let victim = deadlocked
+        .program
+        .iter()
+        .position(|i| matches!(i.op, Op::Matmul { .. }))
+        .unwrap();
+    deadlocked.program[victim].waits.load = 1_000_000;
+    let started = Instant::now();
+    let err = Rtl::new(deadlocked, options())?.run_image(image).unwrap_err();
+    println!("deadlock: {err} ({:.2} s)", started.elapsed().as_secs_f64());
+    assert!(
+        matches!(
+            err,
+            SimError::Timeout {
+                status: 0,
+                busy: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timeout of 200000 cycles"), "{err}");
+
+    let mut endless = compiled;
+    assert!(matches!(endless.program.pop().map(|i| i.op), Some(Op::End {})));
+    let err = Rtl::new(endless, options())?.run_image(image).unwrap_err();
+    println!("no end: {err}");
+    assert!(matches!(err, SimError::Timeout { status: 1, .. }), "{err}");
+    Ok(())
+}
+
+/// A second build of the same accelerator comes from the cache; another HwConfig
+/// is another design and is built.
+#[test]
+fn the_accelerator_build_is_cached_per_configuration() -> Result<(), SimError> {
+    if !verilator_present() {
+        return Ok(());
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let shared_runtime = verilator_sys::default_cache_root().join("runtime");
+    std::fs::create_dir_all(&shared_runtime).unwrap();
+    std::os::unix::fs::symlink(&shared_runtime, cache.path().join("runtime")).unwrap();
+    let options = RtlOptions {
+        build: BuildOptions {
+            trace: false,
+            cache_dir: Some(cache.path().to_path_buf()),
+        },
+        ..Default::default()
+    };
+    let model = tiny_model();
+    let hw = compiler::hw::HwConfig::preset(2, 2).unwrap();
+    let compiled = compiler::lower::compile(&model, &hw).unwrap();
+    let cold = Rtl::new(compiled.clone(), options.clone())?;
+    let warm = Rtl::new(compiled, options.clone())?;
+    println!("cold {:?}\nwarm {:?}", cold.build_info(), warm.build_info());
+    assert!(!cold.build_info().from_cache);
+    assert!(warm.build_info().from_cache && warm.build_info().seconds < 1.0);
+    assert_eq!(cold.build().key, warm.build().key);
+
+    let other = compiler::hw::HwConfig { bus_bytes: 4, ..hw };
+    let compiled = compiler::lower::compile(&model, &other).unwrap();
+    let rebuilt = Rtl::new(compiled, options)?;
+    println!("other config {:?}", rebuilt.build_info());
+    assert!(!rebuilt.build_info().from_cache);
+    assert_ne!(rebuilt.build().key, cold.build().key);
+    Ok(())
+}
