@@ -22,6 +22,10 @@ pub enum BenchCommand {
     /// all threads against one thread.
     #[command(after_help = "Examples:\n  divqat bench reference\n  divqat bench reference --images 4000 --json")]
     Reference(ReferenceBenchArgs),
+    /// RTL co-simulation speed (Verilator) on the default small CNN (random W8A8),
+    /// against the same model clocked with nothing else to do.
+    #[command(after_help = "Examples:\n  divqat bench sim\n  divqat bench sim --hw 2x2 --images 1 --json")]
+    Sim(super::sim::SimBenchArgs),
     /// Training-step throughput: FP vs QAT vs DivQAT steps (batch 128, random data)
     /// for small-cnn on 1x28x28 and resnet20 on 3x32x32.
     #[cfg(feature = "train")]
@@ -167,6 +171,7 @@ fn reference(args: ReferenceBenchArgs) -> anyhow::Result<()> {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Reference(args) => reference(args),
+        BenchCommand::Sim(args) => super::sim::bench(args),
         #[cfg(feature = "train")]
         BenchCommand::Train(args) => train(args),
     }

@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use compiler::arith::argmax;
+use compiler::cycles::CycleReport;
+use compiler::lower::Compiled;
 use compiler::{Backend, Reference};
 use datasets::{DatasetId, Split, SplitKind};
 use serde::Serialize;
@@ -19,11 +21,13 @@ pub enum BackendKind {
     Reference,
     /// The compiled program on the ISA-level functional model (needs --hw).
     Functional,
+    /// The compiled program on the accelerator's RTL, simulated with Verilator (needs --hw).
+    Rtl,
 }
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json\n  divqat eval --model m.qnn --backend functional --hw 8x8 --limit 200"
+    after_help = "Examples:\n  divqat eval --model m.qnn --dataset fashion-mnist --limit 1000\n  divqat eval --model m.qnn --dataset digits --split train --json\n  divqat eval --model m.qnn --backend functional --hw 8x8 --limit 200\n  divqat eval --model m.qnn --backend rtl --hw 4x4 --limit 20"
 )]
 pub struct EvalArgs {
     /// Integer model file (.qnn, written by divqat train or random-model).
@@ -37,7 +41,7 @@ pub struct EvalArgs {
     pub split: SplitKind,
     #[arg(long, value_enum, default_value = "reference")]
     pub backend: BackendKind,
-    /// Hardware for the functional backend: a preset RxC or a TOML file.
+    /// Hardware for the functional and rtl backends: a preset RxC or a TOML file.
     #[arg(long, default_value = "8x8")]
     pub hw: String,
     /// Evaluate a seeded random subset of at most N images.
@@ -62,7 +66,7 @@ struct EvalReport {
     images: usize,
     correct: usize,
     backend: &'static str,
-    /// Cycles per image predicted by the cycle model (functional backend).
+    /// Cycles per image predicted by the cycle model (functional and rtl backends).
     cycles_per_image: Option<u64>,
     images_per_second: f64,
     dataset: String,
@@ -110,24 +114,51 @@ pub fn predict(
     Ok(predictions)
 }
 
+/// The images to evaluate: a split, or a seeded subset of at most `limit` images;
+/// refused when empty or when the model cannot take them.
+pub fn load_images(
+    model: &compiler::Model,
+    dataset: DatasetId,
+    split: SplitKind,
+    limit: Option<usize>,
+    seed: u64,
+    data: &DataDirArgs,
+) -> anyhow::Result<Split> {
+    let images = datasets::load(dataset, split, &data.locations())?;
+    let images = match limit {
+        Some(n) => images.subset(n, seed),
+        None => images,
+    };
+    if images.is_empty() {
+        bail!("{dataset} {split} split has no images");
+    }
+    check_compatible(model, &images, dataset)?;
+    Ok(images)
+}
+
+/// `model` compiled for `--hw` (a preset or a TOML file), with the cycle model's report.
+pub fn compile_for(model: &compiler::Model, hw: &str) -> anyhow::Result<(Compiled, CycleReport)> {
+    let hw = compiler::hw::HwConfig::from_arg(hw)?;
+    let compiled = compiler::lower::compile(model, &hw)
+        .with_context(|| format!("cannot compile the model for --hw {}x{}", hw.rows, hw.cols))?;
+    let report = compiler::cycles::report(model, &compiled)?;
+    Ok((compiled, report))
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let model = compiler::load(&args.model)?;
-    let data = datasets::load(args.dataset, args.split, &args.data.locations())?;
-    let data = match args.limit {
-        Some(n) => data.subset(n, args.seed),
-        None => data,
-    };
-    if data.is_empty() {
-        bail!("{} {} split has no images", args.dataset, args.split);
-    }
-    check_compatible(&model, &data, args.dataset)?;
+    let data = load_images(&model, args.dataset, args.split, args.limit, args.seed, &args.data)?;
     let (backend, cycles_per_image): (Box<dyn Backend>, Option<u64>) = match args.backend {
         BackendKind::Reference => (Box::new(Reference::new(model)), None),
         BackendKind::Functional => {
-            let hw = compiler::hw::HwConfig::from_arg(&args.hw)?;
-            let compiled = compiler::lower::compile(&model, &hw).context("cannot compile the model for --hw")?;
-            let cycles = compiler::cycles::report(&model, &compiled)?.total_cycles;
-            (Box::new(compiler::functional::Functional::new(compiled)), Some(cycles))
+            let (compiled, report) = compile_for(&model, &args.hw)?;
+            let backend = compiler::functional::Functional::new(compiled);
+            (Box::new(backend), Some(report.total_cycles))
+        }
+        BackendKind::Rtl => {
+            let (compiled, report) = compile_for(&model, &args.hw)?;
+            let backend = sim::Rtl::new(compiled, sim::RtlOptions::default()).context("cannot build the RTL")?;
+            (Box::new(backend), Some(report.total_cycles))
         }
     };
     let start = Instant::now();
@@ -146,6 +177,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         backend: match args.backend {
             BackendKind::Reference => "reference",
             BackendKind::Functional => "functional",
+            BackendKind::Rtl => "rtl",
         },
         cycles_per_image,
         images_per_second: data.len() as f64 / seconds.max(1e-9),

@@ -7,14 +7,15 @@ mod eval;
 mod inspect;
 mod output;
 mod random_model;
+mod rtl;
+mod sim;
 #[cfg(feature = "train")]
 mod train;
 
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): rtl, sim, synth, fit, attack, experiment,
-flow.
+Planned subcommands (not available yet): synth, fit, attack, experiment, flow.
 
 Examples:
   divqat data list
@@ -24,6 +25,8 @@ Examples:
   divqat inspect --model model.qnn
   divqat compile --model model.qnn --hw 8x8 --out build
   divqat eval --model model.qnn --dataset fashion-mnist --limit 1000 --json
+  divqat rtl --hw 8x8 --out build/rtl
+  divqat sim --model model.qnn --hw 8x8 --limit 20
   divqat bench reference";
 
 #[derive(Parser)]
@@ -44,6 +47,10 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Run an integer model on a dataset with a backend and report its accuracy.
     Eval(eval::EvalArgs),
+    /// Write the accelerator's Verilog for a hardware configuration.
+    Rtl(rtl::RtlArgs),
+    /// Run images on the accelerator's RTL (Verilator) and check every logit against the reference.
+    Sim(sim::SimArgs),
     /// Write an integer model with random parameters (for hardware bring-up and benchmarks).
     RandomModel(random_model::RandomModelArgs),
     /// Train a model: full precision, QAT or DivQAT; exports the integer model.
@@ -60,6 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Rtl(args) => rtl::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::RandomModel(args) => random_model::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         #[cfg(feature = "train")]
