@@ -2,7 +2,9 @@
 # The main job until `divqat flow` exists: set up, then train a full-precision
 # small CNN on Fashion-MNIST, fine-tune it with QAT and with DivQAT (W8A8),
 # export both integer models, evaluate them with the integer reference, compile
-# them for an 8x8 accelerator and run them on the ISA-level functional model.
+# them for an 8x8 accelerator, run them on the ISA-level functional model, and
+# simulate the generated RTL in Verilator on a sample of test images (every logit
+# checked against the reference).
 # Re-runnable: finished runs are only re-evaluated (--resume), an interrupted one
 # continues from its last epoch. Runs land in $DIVQAT_RUNS (default runs/demo).
 set -euo pipefail
@@ -22,5 +24,6 @@ for victim in qat divqat; do
   "$divqat" eval --model "$runs/$victim/model.qnn" --dataset fashion-mnist
   "$divqat" compile --model "$runs/$victim/model.qnn" --hw 8x8 --out "$runs/$victim/build-8x8"
   "$divqat" eval --model "$runs/$victim/model.qnn" --backend functional --hw 8x8 --limit 2000
+  "$divqat" sim --model "$runs/$victim/model.qnn" --hw 8x8 --limit 50
 done
 echo "demo: runs, metrics and integer models are in $runs/" >&2

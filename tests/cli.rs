@@ -5,13 +5,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use compiler::synthetic::{self, Precision};
 
-fn divqat() -> Command {
-    Command::cargo_bin("divqat").unwrap()
-}
-
-fn json_of(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
-}
+mod common;
+use common::{divqat, eval_json, json_of};
 
 /// Run and expect failure with exactly one line on stderr that names `needle`.
 fn assert_one_line_failure(cmd: &mut Command, needle: &str) {
@@ -285,25 +280,7 @@ fn compile_writes_a_build_and_the_functional_backend_agrees() {
         compiler::isa::decode(&program).unwrap()
     );
 
-    let eval = |backend: &str| {
-        let out = divqat()
-            .args([
-                "eval",
-                "--limit",
-                "40",
-                "--json",
-                "--hw",
-                "3x5",
-                "--backend",
-                backend,
-                "--model",
-            ])
-            .arg(&model)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        json_of(&out.stdout)
-    };
+    let eval = |backend: &str| eval_json(&model, backend, "3x5", 40);
     let (functional, reference) = (eval("functional"), eval("reference"));
     assert_eq!(functional["correct"], reference["correct"]);
     assert!(functional["cycles_per_image"].as_u64().unwrap() > 0);

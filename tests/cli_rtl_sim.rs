@@ -3,11 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-
-fn divqat() -> Command {
-    Command::cargo_bin("divqat").unwrap()
-}
+mod common;
+use common::{divqat, eval_json, json_of};
 
 fn verilator_present() -> bool {
     let found = std::env::var_os("PATH")
@@ -16,10 +13,6 @@ fn verilator_present() -> bool {
         println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
     }
     found
-}
-
-fn json_of(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
 
 /// A small random model written by `divqat random-model`.
@@ -165,25 +158,7 @@ fn eval_with_the_rtl_backend_agrees_with_the_reference() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let eval = |backend: &str| {
-        let out = divqat()
-            .args([
-                "eval",
-                "--limit",
-                "4",
-                "--json",
-                "--hw",
-                "2x2",
-                "--backend",
-                backend,
-                "--model",
-            ])
-            .arg(&model)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        json_of(&out.stdout)
-    };
+    let eval = |backend: &str| eval_json(&model, backend, "2x2", 4);
     let (rtl, reference) = (eval("rtl"), eval("reference"));
     assert_eq!(rtl["backend"], "rtl");
     assert_eq!(rtl["correct"], reference["correct"]);

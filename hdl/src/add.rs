@@ -274,7 +274,7 @@ pub fn add_unit_verilog(rows: usize) -> String {
 mod tests {
     use super::*;
     use crate::pool::tests::{
-        check_runs, cost, functional_snapshots, random_act, run_in_verilator, ACT_WORDS, OUT_WORDS,
+        check_runs, cost, execute_in_rust_hdl, functional_snapshots, random_act, run_in_verilator, ACT_WORDS, OUT_WORDS,
     };
     use compiler::isa::Op;
     use rand::{Rng, SeedableRng};
@@ -427,37 +427,7 @@ mod tests {
         u.is_signed.next = v[10] != 0;
     }
 
-    /// One instruction in rust-hdl's simulator with a registered-read buffer model.
-    fn execute(u: &mut AddUnit, op: &Op, act: &[u8], out: &mut [u8]) -> u64 {
-        set_fields(u, &values(op));
-        let rows = u.rows();
-        for n in 0..10_000u64 {
-            u.start.next = n == 0 || n == 2;
-            u.clock.next = Clock { clk: false };
-            assert!(simulate(u, 1000), "did not settle");
-            assert_eq!(u.busy.val(), n > 0, "busy in cycle {n}");
-            let w = u.act_raddr.val().index() % ACT_WORDS;
-            let data = act[w * rows..(w + 1) * rows].to_vec();
-            if u.out_we.val() {
-                let w = u.out_waddr.val().index();
-                for k in 0..rows {
-                    if u.out_wlanes[k].val() {
-                        out[w * rows + k] = u.out_wdata[k].val().index() as u8;
-                    }
-                }
-            }
-            let done = u.done.val();
-            u.clock.next = Clock { clk: true };
-            assert!(simulate(u, 1000), "did not settle after the edge");
-            for (k, &byte) in data.iter().enumerate() {
-                u.act_rdata[k].next = (byte as u64).into();
-            }
-            if done {
-                return n + 1;
-            }
-        }
-        panic!("no done for {op:?}");
-    }
+    execute_in_rust_hdl!(AddUnit);
 
     /// -128 passed through, saturation at both ends, docs/integer-semantics.md §7
     /// example 4 (200*3 + (-50)*4 = 400, (400 + 2) >> 2 = 100), in rust-hdl's simulator.

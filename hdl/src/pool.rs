@@ -829,37 +829,47 @@ endmodule
         u.is_signed.next = v[14] != 0;
     }
 
-    /// One instruction in rust-hdl's simulator with a registered-read buffer model.
-    fn execute(u: &mut PoolUnit, op: &Op, act: &[u8], out: &mut [u8]) -> u64 {
-        set_fields(u, &values(op));
-        let rows = u.rows();
-        for n in 0..10_000u64 {
-            u.start.next = n == 0 || n == 2;
-            u.clock.next = Clock { clk: false };
-            assert!(simulate(u, 1000), "did not settle");
-            assert_eq!(u.busy.val(), n > 0, "busy in cycle {n}");
-            let w = u.act_raddr.val().index() % ACT_WORDS;
-            let data = act[w * rows..(w + 1) * rows].to_vec();
-            if u.out_we.val() {
-                let w = u.out_waddr.val().index();
-                for k in 0..rows {
-                    if u.out_wlanes[k].val() {
-                        out[w * rows + k] = u.out_wdata[k].val().index() as u8;
+    /// `execute(unit, op, act, out) -> cycles`: one instruction of a unit with an
+    /// activation read port and an output write port (pool, add) in rust-hdl's
+    /// simulator, with a registered-read buffer model. A macro because the two units
+    /// are different types with the same port names.
+    macro_rules! execute_in_rust_hdl {
+        ($unit:ty) => {
+            fn execute(u: &mut $unit, op: &Op, act: &[u8], out: &mut [u8]) -> u64 {
+                set_fields(u, &values(op));
+                let rows = u.rows();
+                for n in 0..10_000u64 {
+                    u.start.next = n == 0 || n == 2;
+                    u.clock.next = Clock { clk: false };
+                    assert!(simulate(u, 1000), "did not settle");
+                    assert_eq!(u.busy.val(), n > 0, "busy in cycle {n}");
+                    let w = u.act_raddr.val().index() % ACT_WORDS;
+                    let data = act[w * rows..(w + 1) * rows].to_vec();
+                    if u.out_we.val() {
+                        let w = u.out_waddr.val().index();
+                        for k in 0..rows {
+                            if u.out_wlanes[k].val() {
+                                out[w * rows + k] = u.out_wdata[k].val().index() as u8;
+                            }
+                        }
+                    }
+                    let done = u.done.val();
+                    u.clock.next = Clock { clk: true };
+                    assert!(simulate(u, 1000), "did not settle after the edge");
+                    for (k, &byte) in data.iter().enumerate() {
+                        u.act_rdata[k].next = (byte as u64).into();
+                    }
+                    if done {
+                        return n + 1;
                     }
                 }
+                panic!("no done for {op:?}");
             }
-            let done = u.done.val();
-            u.clock.next = Clock { clk: true };
-            assert!(simulate(u, 1000), "did not settle after the edge");
-            for (k, &byte) in data.iter().enumerate() {
-                u.act_rdata[k].next = (byte as u64).into();
-            }
-            if done {
-                return n + 1;
-            }
-        }
-        panic!("no done for {op:?}");
+        };
     }
+    pub(crate) use execute_in_rust_hdl;
+
+    execute_in_rust_hdl!(PoolUnit);
 
     /// Max over -128 and 127 (signed) and 255 (unsigned), an average that
     /// saturates at both ends, in rust-hdl's simulator on a 2-row unit.

@@ -9,11 +9,9 @@
 //!
 //! One cycle is the sequence of [`crate::memory`]'s module docs: drive the memory's
 //! outputs, settle, sample the accelerator's outputs and apply the handshakes, clock
-//! edge. Inputs are written only when they change, and the settling evaluation is
-//! skipped when no input changed since the last evaluation (the clock-high
-//! evaluation of the previous edge already left the outputs current): most cycles
-//! cost one [`VerilatedModel::tick`] plus four port reads. Port ids are resolved once
-//! per design.
+//! edge. Inputs are written only when they change. Without a waveform the harness
+//! drives the clock itself, so the clock-low evaluation is also the settling one: two
+//! evaluations and a few port reads a cycle. Port ids are resolved once per design.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

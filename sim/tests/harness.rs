@@ -8,18 +8,9 @@ use std::time::Instant;
 use compiler::isa::{Instruction, Op};
 use compiler::lower::Compiled;
 use sim::{BuildOptions, Rtl, RtlOptions, SimError};
-use verilator_sys::{VerilatorError, VerilatorInstall};
 
-fn verilator_present() -> bool {
-    match VerilatorInstall::detect() {
-        Ok(_) => true,
-        Err(VerilatorError::NotOnPath) => {
-            println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-            false
-        }
-        Err(err) => panic!("{err}"),
-    }
-}
+mod common;
+use common::verilator_present;
 
 /// A stand-in accelerator with the ports of docs/rtl.md and a `bus`-byte bus. On
 /// `start` it fetches instruction 0 and reads its `load` fields as: copy `rows` beats

@@ -13,18 +13,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim::harness::{Rtl, RtlOptions};
 
+mod common;
+use common::verilator_present;
+
 /// Runs two random images of `model` on the RTL for `hw`.
 fn assert_rtl_matches(model: &Model, hw: &HwConfig, case: &str) {
     let compiled = compile(model, hw).unwrap_or_else(|e| panic!("{case}: compile: {e}"));
     let predicted = schedule(hw, &compiled.program).expect("schedulable").total;
-    let rtl = match Rtl::from_verilog(compiled, &hdl::accelerator_verilog(hw), RtlOptions::default()) {
-        Ok(rtl) => rtl,
-        Err(sim::SimError::Verilator(e @ verilator_sys::VerilatorError::NotOnPath)) => {
-            println!("SKIPPED: {e}; run scripts/setup.sh");
-            return;
-        }
-        Err(e) => panic!("{case}: {e}"),
-    };
+    if !verilator_present() {
+        return;
+    }
+    let rtl = Rtl::from_verilog(compiled, &hdl::accelerator_verilog(hw), RtlOptions::default())
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
     let reference = Reference::new(model.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for i in 0..2 {

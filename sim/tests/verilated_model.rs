@@ -8,18 +8,10 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim::{build_model, clock_rate, BuildOptions, SimError, VerilatedModel};
-use verilator_sys::{default_cache_root, VerilatorError, VerilatorInstall};
+use verilator_sys::{default_cache_root, VerilatorError};
 
-fn verilator_present() -> bool {
-    match VerilatorInstall::detect() {
-        Ok(_) => true,
-        Err(VerilatorError::NotOnPath) => {
-            println!("SKIPPED: verilator not found on PATH; run scripts/setup.sh");
-            false
-        }
-        Err(err) => panic!("{err}"),
-    }
-}
+mod common;
+use common::verilator_present;
 
 /// A hand-written design of a different shape from the PE: a `width`-bit
 /// counter with synchronous reset, in ANSI style.
