@@ -56,6 +56,21 @@ struct RtlReport<'a> {
     #[serde(flatten)]
     stats: VerilogStats,
     generate_seconds: f64,
+    /// The Verilator lint that passes on this Verilog, with the documented waivers
+    /// (`hdl::LINT_WAIVERS`, docs/rtl.md).
+    lint_command: String,
+}
+
+/// `verilator --lint-only -Wall` with the waivers of `hdl::LINT_WAIVERS`.
+fn lint_command(verilog: &Path) -> String {
+    let waivers: String = hdl::LINT_WAIVERS
+        .iter()
+        .map(|(rule, _)| format!(" -Wno-{rule}"))
+        .collect();
+    format!(
+        "verilator --lint-only -Wall{waivers} --top-module top {}",
+        verilog.display()
+    )
 }
 
 /// Tokens of Verilog text: identifiers (with `$`), numbers (with their base, e.g.
@@ -305,6 +320,7 @@ pub fn run(args: RtlArgs) -> anyhow::Result<()> {
         verilog_bytes: verilog.len(),
         stats: verilog_stats(&verilog),
         generate_seconds,
+        lint_command: lint_command(&path),
     };
     write_file(
         &args.out,
@@ -334,6 +350,7 @@ pub fn run(args: RtlArgs) -> anyhow::Result<()> {
             m.width
         );
     }
+    println!("lint (waivers explained in docs/rtl.md): {}", report.lint_command);
     Ok(())
 }
 
