@@ -3,6 +3,7 @@
 //! libtorch 2.13.0 is installed into `.deps/libtorch` by `scripts/setup.sh`;
 //! `.cargo/config.toml` points `LIBTORCH` at it and `build.rs` adds the rpath.
 
+pub mod attack;
 pub mod batches;
 pub mod bench;
 pub mod checkpoint;

@@ -1,0 +1,19 @@
+//! Model extraction against a deployed victim (issue 6): the victim behind an oracle
+//! that counts queries and applies post-hoc defenses, and the attacks that try to
+//! steal it.
+//!
+//! - [`oracle`]: a victim model served by any backend (float checkpoint, fake-quant,
+//!   integer reference, functional model, RTL simulation) returning probability
+//!   vectors; the query-counting, budget-enforcing [`oracle::Oracle`]; the utility cost
+//!   of a defense ([`oracle::defense_utility`]).
+//! - [`defense`]: the defenses (rounding, top-k, label-only, Gaussian noise, reverse
+//!   sigmoid, adaptive misinformation, prediction poisoning / MAD), parsed from
+//!   `name:key=value,...` specs and composed into a [`defense::DefenseChain`]
+//!   (docs/defenses.md gives every formula with its citation).
+//! - [`misinformation`]: the misinformation model of adaptive misinformation.
+//! - [`poisoning`]: the gradient-redirection heuristic of MAD.
+
+pub mod defense;
+pub mod misinformation;
+pub mod oracle;
+pub mod poisoning;
