@@ -482,6 +482,12 @@ impl Oracle {
         if asked == 0 {
             return Ok(Vec::new());
         }
+        if let Some(d) = self.defenses.0.iter().find(|d| !d.is_prepared()) {
+            return Err(OracleError::Defense(format!(
+                "{}: its model is not prepared (call DefenseChain::prepare with the victim directory)",
+                d.name()
+            )));
+        }
         let clean = self.victim.probabilities(images)?;
         let defended = self
             .defenses
