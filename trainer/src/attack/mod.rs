@@ -12,8 +12,23 @@
 //!   (docs/defenses.md gives every formula with its citation).
 //! - [`misinformation`]: the misinformation model of adaptive misinformation.
 //! - [`poisoning`]: the gradient-redirection heuristic of MAD.
+//! - [`queries`]: the query sets (animal-mnist, fashion-mnist-train, digits, cifar10:DIR)
+//!   converted to the victim's input shape.
+//! - [`surrogate`]: the attacker's model (any zoo architecture) trained on the answers.
+//! - [`knockoff`]: the attack driver and KnockoffNets (random and adaptive); [`jbda`]:
+//!   Jacobian-based dataset augmentation.
+//! - [`metrics`]: victim, defended and surrogate accuracy, fidelity, L1, queries.
+//! - [`experiment`]: one attack from its spec (`divqat attack`) and resumable grids
+//!   (`divqat experiment`) with CSV/JSON results and [`plot`]s (SVG).
 
 pub mod defense;
+pub mod experiment;
+pub mod jbda;
+pub mod knockoff;
+pub mod metrics;
 pub mod misinformation;
 pub mod oracle;
+pub mod plot;
 pub mod poisoning;
+pub mod queries;
+pub mod surrogate;
