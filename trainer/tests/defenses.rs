@@ -7,8 +7,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use compiler::synthetic::Precision;
-use compiler::Backend;
 use compiler::zoo::Arch;
+use compiler::Backend;
 use tch::Device;
 use trainer::attack::defense::{
     self, adaptive_misinformation, gaussian, image_rng, label_only, misinformation_alpha, reverse_sigmoid, round,
@@ -181,6 +181,15 @@ fn mad_with_a_last_layer_jacobian_stays_within_epsilon() {
             assert!(defense::l1(y, &kept) <= epsilon + 1e-6);
         }
     }
+}
+
+#[test]
+fn misinformation_loss_is_minus_log_one_minus_p_label() {
+    // logits [0, ln 3, 0] -> p = [0.2, 0.6, 0.2]; label 1: -ln(0.4) = 0.916291; label 0: -ln(0.8) = 0.223144.
+    let logits = tch::Tensor::from_slice(&[0.0f32, 3f32.ln(), 0.0, 0.0, 3f32.ln(), 0.0]).view([2, 3]);
+    let labels = tch::Tensor::from_slice(&[1i64, 0]);
+    let loss = trainer::attack::misinformation::misinformation_loss(&logits, &labels).double_value(&[]);
+    assert!((loss - (0.916291 + 0.223144) / 2.0).abs() < 1e-5, "{loss}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -467,4 +476,130 @@ fn rtl_victim_answers_like_the_reference() {
         reference.probabilities(&images).unwrap()
     );
     assert!(rtl.name().starts_with("rtl("));
+}
+
+// ---------------------------------------------------------------------------------
+// Victims and model-based defenses on a tiny training run.
+
+fn tiny_run(mode: trainer::config::TrainMode, teacher: Option<&Path>, out: &Path) {
+    use trainer::config::{TrainConfig, TrainMode};
+    let config = TrainConfig {
+        width: 0.5,
+        epochs: 1,
+        batch_size: 64,
+        train_limit: Some(640),
+        test_limit: Some(100),
+        calibration_batches: 2,
+        teacher: teacher.map(Path::to_path_buf),
+        lr: if mode == TrainMode::Fp { 3e-3 } else { 3e-4 },
+        ..TrainConfig::defaults(mode, datasets::DatasetId::FashionMnist)
+    };
+    let options = trainer::train::RunOptions {
+        out: out.to_path_buf(),
+        resume: false,
+        device: Device::Cpu,
+        show_progress: false,
+        locations: datasets::DataLocations::default_locations(),
+        pause_after: None,
+    };
+    trainer::train::run(&config, &options).unwrap().expect("not paused");
+}
+
+fn accuracy(p: &[Vec<f32>], labels: &[u16]) -> f64 {
+    let correct = p
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| defense::argmax(p) == **l as usize)
+        .count();
+    correct as f64 / labels.len() as f64
+}
+
+#[test]
+fn run_victims_and_model_defenses() {
+    use trainer::attack::misinformation::{MisinformationModel, MisinformationOptions};
+    use trainer::config::TrainMode;
+    let dir = tempfile::tempdir().unwrap();
+    let (fp, qat) = (dir.path().join("fp"), dir.path().join("qat"));
+    tiny_run(TrainMode::Fp, None, &fp);
+    tiny_run(TrainMode::Qat, Some(&fp), &qat);
+    let test = datasets::load(
+        datasets::DatasetId::FashionMnist,
+        datasets::SplitKind::Test,
+        &datasets::DataLocations::default_locations(),
+    )
+    .unwrap()
+    .subset(60, 3);
+    let (images, labels) = (&test.images, &test.labels);
+
+    // Float (fp run), fake-quant and reference (qat run): the fake-quant victim answers
+    // exactly like the integer model; the QAT run's float shadow agrees on most images.
+    let mut float = load_victim(&fp, VictimKind::Float, None, Device::Cpu).unwrap();
+    let p_float = float.probabilities(images).unwrap();
+    assert!(accuracy(&p_float, labels) > 0.2, "{}", accuracy(&p_float, labels));
+    let mut fakequant = load_victim(&qat, VictimKind::FakeQuant, None, Device::Cpu).unwrap();
+    let mut reference = load_victim(&qat, VictimKind::Reference, None, Device::Cpu).unwrap();
+    let p_ref = reference.probabilities(images).unwrap();
+    assert_eq!(fakequant.probabilities(images).unwrap(), p_ref);
+    let p_shadow = load_victim(&qat, VictimKind::Float, None, Device::Cpu)
+        .unwrap()
+        .probabilities(images)
+        .unwrap();
+    let agree = p_shadow
+        .iter()
+        .zip(&p_ref)
+        .filter(|(a, b)| defense::argmax(a) == defense::argmax(b))
+        .count();
+    assert!(
+        agree * 10 >= images.len() / 784 * 8,
+        "float shadow agrees on {agree} images"
+    );
+    let err = load_victim(&fp, VictimKind::FakeQuant, None, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.toml") && err.contains("fp run"), "{err}");
+
+    // Adaptive misinformation: the misinformation model is trained once, cached in the run.
+    let options = MisinformationOptions {
+        epochs: 1,
+        train_images: 1024,
+        lr: 2e-3,
+    };
+    let mut chain: DefenseChain = "adaptive-misinformation:tau=0.5,nu=1000,epochs=1,train=1024"
+        .parse()
+        .unwrap();
+    chain.prepare(&qat, Device::Cpu, 1).unwrap();
+    let cached = MisinformationModel::load_or_train(&qat, &options, Device::Cpu, 1).unwrap();
+    assert!(
+        cached.cached && cached.path.starts_with(&qat),
+        "{}",
+        cached.path.display()
+    );
+    // It learned to avoid the true label: less mass there than the victim puts.
+    let p_mis = cached.probabilities(images, [1, 28, 28]).unwrap();
+    let on_label = |p: &[Vec<f32>]| p.iter().zip(labels).map(|(p, &l)| p[l as usize] as f64).sum::<f64>();
+    let n = labels.len() as f64;
+    let (mis, victim) = (on_label(&p_mis) / n, on_label(&p_ref) / n);
+    println!("mean probability of the label: misinformation {mis:.3}, victim {victim:.3}");
+    assert!(
+        mis < 0.09 && mis < victim,
+        "misinformation {mis} vs victim {victim} (uniform: 0.1)"
+    );
+    let u = defense_utility(reference.as_mut(), &chain, images, labels, 0).unwrap();
+    assert_eq!(u.victim_accuracy, accuracy(&p_ref, labels));
+    assert!(u.mean_l1 >= 0.0 && u.images == labels.len());
+
+    // MAD with a random proxy: every answer within epsilon in L1, and answers change.
+    let mut chain: DefenseChain = "mad:epsilon=0.5".parse().unwrap();
+    chain.prepare(&qat, Device::Cpu, 1).unwrap();
+    let victim = load_victim(&qat, VictimKind::Reference, None, Device::Cpu).unwrap();
+    let mut oracle = Oracle::new(victim, chain, 1000, 0);
+    let answers = oracle.query(images).unwrap();
+    let distances: Vec<f64> = answers.iter().zip(&p_ref).map(|(a, p)| defense::l1(a, p)).collect();
+    assert!(distances.iter().all(|&d| d <= 0.5 + 1e-5), "{distances:?}");
+    assert!(
+        distances.iter().filter(|&&d| d > 0.1).count() > labels.len() / 2,
+        "{distances:?}"
+    );
+    assert!(answers.iter().all(|a| (a.iter().sum::<f32>() - 1.0).abs() < 1e-5));
 }

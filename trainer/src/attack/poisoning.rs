@@ -203,3 +203,43 @@ impl Proxy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The closed-form last-layer map equals the dense Jacobian with rows
+    /// `G_k = (e_k - p) (x) h`.
+    #[test]
+    fn last_layer_map_equals_its_dense_jacobian() {
+        let p = vec![0.1, 0.6, 0.3];
+        let h = vec![0.5, -2.0, 1.0];
+        let rows: Vec<Vec<f64>> = (0..3)
+            .map(|k| {
+                let mut row = Vec::new();
+                for j in 0..3 {
+                    let d = if j == k { 1.0 } else { 0.0 } - p[j];
+                    row.extend(h.iter().map(|hm| d * hm));
+                }
+                row
+            })
+            .collect();
+        let dense = GradientMap::Dense(rows);
+        let last = GradientMap::LastLayer { p, h };
+        for y in [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.0, 0.25, 0.5]] {
+            let (a, b) = (dense.apply(&y), last.apply(&y));
+            assert!(a.iter().zip(&b).all(|(x, z)| (x - z).abs() < 1e-12), "{a:?} vs {b:?}");
+        }
+        assert_eq!(last.classes(), 3);
+    }
+
+    #[test]
+    fn a_vanishing_gradient_leaves_the_answer_alone() {
+        // y equal to the proxy's prediction: G^T y = 0, no direction to deviate from.
+        let g = GradientMap::LastLayer {
+            p: vec![0.5, 0.25, 0.25],
+            h: vec![1.0, 1.0],
+        };
+        assert_eq!(mad(&[0.5, 0.25, 0.25], &g, 1.0, false), vec![0.5, 0.25, 0.25]);
+    }
+}
