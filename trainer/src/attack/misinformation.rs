@@ -102,6 +102,8 @@ impl MisinformationModel {
             seed
         );
         let path = victim_dir.join(format!("misinformation-{:016x}.safetensors", fnv1a(&key)));
+        // Seeded initialization (libtorch's global generator), so training is reproducible.
+        tch::manual_seed(seed as i64);
         let (mut vs, net) = Self::network(&config, device);
         if path.is_file() {
             vs.load(&path).map_err(|e| {

@@ -217,8 +217,8 @@ mod tests {
         let rows: Vec<Vec<f64>> = (0..3)
             .map(|k| {
                 let mut row = Vec::new();
-                for j in 0..3 {
-                    let d = if j == k { 1.0 } else { 0.0 } - p[j];
+                for (j, pj) in p.iter().enumerate() {
+                    let d = if j == k { 1.0 } else { 0.0 } - pj;
                     row.extend(h.iter().map(|hm| d * hm));
                 }
                 row
