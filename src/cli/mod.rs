@@ -1,9 +1,13 @@
 //! Argument definitions and dispatch.
 
+#[cfg(feature = "train")]
+mod attack;
 mod bench;
 mod compile;
 mod data;
 mod eval;
+#[cfg(feature = "train")]
+mod experiment;
 mod inspect;
 mod output;
 mod random_model;
@@ -15,7 +19,7 @@ mod train;
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): synth, fit, attack, experiment, flow.
+Planned subcommands (not available yet): synth, fit, flow.
 
 Examples:
   divqat data list
@@ -27,6 +31,8 @@ Examples:
   divqat eval --model model.qnn --dataset fashion-mnist --limit 1000 --json
   divqat rtl --hw 8x8 --out build/rtl
   divqat sim --model model.qnn --hw 8x8 --limit 20
+  divqat attack --victim runs/qat --oracle reference --attack knockoff --queries animal-mnist --budget 10000
+  divqat experiment --config experiments/smoke.toml
   divqat bench reference";
 
 #[derive(Parser)]
@@ -56,6 +62,12 @@ enum Command {
     /// Train a model: full precision, QAT or DivQAT; exports the integer model.
     #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
+    /// Steal a victim through an oracle (any backend, any defenses) and measure the surrogate.
+    #[cfg(feature = "train")]
+    Attack(Box<attack::AttackArgs>),
+    /// Run a resumable grid of attacks from a TOML file; results.csv/json and SVG plots.
+    #[cfg(feature = "train")]
+    Experiment(experiment::ExperimentArgs),
     /// Measure throughput (reports ratios against a baseline run in the same process).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,5 +85,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(*args),
+        #[cfg(feature = "train")]
+        Command::Attack(args) => attack::run(*args),
+        #[cfg(feature = "train")]
+        Command::Experiment(args) => experiment::run(args),
     }
 }

@@ -121,8 +121,8 @@ pub fn run_single(spec: &AttackSpec, env: &RunEnv) -> Result<(AttackMetrics, Att
         Some(hw) => Some(compiler::hw::HwConfig::from_arg(hw).map_err(config_error)?),
         None => None,
     };
-    let mut victim = load_victim(&spec.victim, kind, hw.as_ref(), env.device)?;
     let mut chain: DefenseChain = spec.defense.parse()?;
+    let mut victim = load_victim(&spec.victim, kind, hw.as_ref(), env.device)?;
     chain.prepare(&spec.victim, env.device, seed)?;
     let test = victim_test_set(spec, &env.locations)?;
     if test.shape != victim.input_shape() {
@@ -245,7 +245,7 @@ impl ExperimentConfig {
         let mut config: ExperimentConfig = toml::from_str(&text).map_err(|e| io_error(path, e.message()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for v in &mut config.victims {
-            if v.is_relative() && !v.exists() && base.join(&v).exists() {
+            if v.is_relative() {
                 *v = base.join(&v);
             }
         }
