@@ -29,7 +29,7 @@ pub struct ExperimentArgs {
     /// The grid as a TOML file (see experiments/*.toml).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Output directory (default: the config's `out`, else results/<config name>).
+    /// Output directory (default: the config's `out`, else runs/experiments/<config name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// libtorch threads (default: all cores).
@@ -55,7 +55,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
                     args.config.display()
                 )
             };
-            PathBuf::from("results").join(stem)
+            PathBuf::from("runs").join("experiments").join(stem)
         }
     };
     if let Some(n) = args.threads {

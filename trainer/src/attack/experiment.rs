@@ -173,6 +173,25 @@ pub fn run_single(spec: &AttackSpec, env: &RunEnv) -> Result<(AttackMetrics, Att
     Ok((metrics, outcome))
 }
 
+/// `path` with `.` and `dir/..` removed lexically (`experiments/../runs/qat` is `runs/qat`).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// A defense chain in the config: one spec string, or a list of specs applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -246,12 +265,12 @@ impl ExperimentConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         for v in &mut config.victims {
             if v.is_relative() {
-                *v = base.join(&v);
+                *v = normalize(&base.join(&v));
             }
         }
         if let Some(out) = &config.out {
             if out.is_relative() {
-                config.out = Some(base.join(out));
+                config.out = Some(normalize(&base.join(out)));
             }
         }
         config.validate().map_err(|e| io_error(path, e))?;
@@ -538,7 +557,8 @@ pub fn budget_chart(results: &[AttackMetrics], attack: &str, metric: fn(&AttackM
 }
 
 /// Defended accuracy vs fidelity for one attack at its largest budget: one point per
-/// defense setting (mean over seeds), one series per victim and defense kind.
+/// defense setting (mean over seeds), one series per victim and defense kind, each
+/// starting from the victim's undefended point when the grid has one.
 pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
     let names = victim_names(results);
     let of_attack: Vec<&AttackMetrics> = results.iter().filter(|m| m.attack == attack).collect();
@@ -553,6 +573,25 @@ pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
             .or_default()
             .push(m);
     }
+    // The undefended point anchors every defense's curve of the same victim.
+    let victims: Vec<String> = groups.keys().map(|(v, _)| v.clone()).collect();
+    for victim in victims {
+        let Some(none) = groups.get(&(victim.clone(), "none".to_string())).cloned() else {
+            continue;
+        };
+        let others: Vec<(String, String)> = groups
+            .keys()
+            .filter(|(v, f)| *v == victim && f != "none")
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        groups.remove(&(victim.clone(), "none".to_string()));
+        for key in others {
+            groups.get_mut(&key).expect("listed").extend(none.clone());
+        }
+    }
     let series = groups
         .into_iter()
         .map(|((victim, family), settings)| {
@@ -562,7 +601,10 @@ pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
                     let fid: Vec<f64> = ms.iter().map(|m| 100.0 * m.fidelity).collect();
                     let acc: Vec<f64> = ms.iter().map(|m| 100.0 * m.defended_accuracy).collect();
                     let (y, lo, hi) = stats(&acc);
-                    let label = defense.split_once(':').map(|(_, p)| p.to_string());
+                    let label = match defense.split_once(':') {
+                        Some((_, params)) => Some(params.to_string()),
+                        None => (family != "none" && defense != family).then(|| defense.clone()),
+                    };
                     Point {
                         x: stats(&fid).0,
                         y,
@@ -624,6 +666,17 @@ pub fn write_results(out: &Path, results: &[AttackMetrics]) -> Result<Vec<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(
+            normalize(Path::new("experiments/../runs/qat")),
+            PathBuf::from("runs/qat")
+        );
+        assert_eq!(normalize(Path::new("./a/./b")), PathBuf::from("a/b"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
+    }
 
     #[test]
     fn csv_quotes_fields_with_commas() {
