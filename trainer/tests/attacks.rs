@@ -255,3 +255,18 @@ fn experiment_grid_is_resumable_and_writes_results_and_plots() {
     let third = run_experiment(&bigger, &out, &env(), |_, _, _, _| {}).unwrap();
     assert_eq!((third.ran, third.skipped), (1, 2));
 }
+
+#[test]
+fn example_experiment_configs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!config.cells().is_empty());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "only {seen} example configs");
+}
