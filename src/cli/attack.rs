@@ -116,6 +116,11 @@ pub struct AttackArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Check every answer against a second oracle (e.g. `--oracle rtl --cross-check
+    /// reference`): the run fails on the first query whose clean probability vectors
+    /// differ in any bit.
+    #[arg(long, value_name = "ORACLE")]
+    pub cross_check: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -160,6 +165,7 @@ impl AttackArgs {
             test_dataset: self.dataset,
             data_dir: self.data_dir.clone(),
             test_limit: self.test_limit,
+            cross_check: self.cross_check.clone(),
         }
     }
 }

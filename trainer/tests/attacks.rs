@@ -64,6 +64,7 @@ fn spec(victim: &Path, kind: AttackKind, budget: usize, defense: &str) -> Attack
         test_dataset: None,
         data_dir: None,
         test_limit: Some(200),
+        cross_check: None,
     }
 }
 
@@ -108,6 +109,21 @@ fn knockoff_random_end_to_end() {
     for t in &outcome.transfer.targets {
         assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-3);
     }
+}
+
+/// The functional model serving the attack, every answer cross-checked bit for bit
+/// against the integer reference (how `--oracle rtl --cross-check reference` proves the
+/// hardware oracle equal to the fast one).
+#[test]
+fn cross_checked_oracle_confirms_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = synthetic_victim(dir.path());
+    let mut spec = spec(&victim, AttackKind::Knockoff, 200, "none");
+    spec.oracle = "functional".into();
+    spec.hw = Some("2x2".into());
+    spec.cross_check = Some("reference".into());
+    let (m, _) = run_single(&spec, &env()).unwrap();
+    assert_eq!((m.queries, m.cross_checked_queries), (200, Some(200)));
 }
 
 #[test]

@@ -309,6 +309,46 @@ impl Victim for Counting {
     }
 }
 
+/// A witness that disagrees with `Counting` on images whose first pixel is 2 fails the
+/// query that contains one, naming it; agreeing answers are counted as confirmed.
+#[test]
+fn a_cross_check_names_the_first_differing_query() {
+    struct Disagreeing;
+    impl Victim for Disagreeing {
+        fn classes(&self) -> usize {
+            3
+        }
+        fn input_shape(&self) -> [usize; 3] {
+            [1, 2, 2]
+        }
+        fn name(&self) -> String {
+            "disagreeing".into()
+        }
+        fn probabilities(&mut self, images: &[u8]) -> Result<Vec<Vec<f32>>, OracleError> {
+            let mut counting = Counting {
+                answered: Rc::new(Cell::new(0)),
+            };
+            let mut p = counting.probabilities(images)?;
+            for (row, im) in p.iter_mut().zip(images.chunks(4)) {
+                if im[0] == 2 {
+                    row[0] = f32::from_bits(row[0].to_bits() + 1);
+                }
+            }
+            Ok(p)
+        }
+    }
+    let (oracle, _) = counting_oracle("none", 10);
+    let mut oracle = oracle.cross_check(Box::new(Disagreeing));
+    oracle.query(&[0, 0, 0, 0, 1, 0, 0, 0]).unwrap();
+    assert_eq!(oracle.confirmed_queries(), 2);
+    let err = oracle.query(&[1, 0, 0, 0, 2, 0, 0, 0]).unwrap_err().to_string();
+    assert!(
+        err.contains("query 3: counting answered") && err.contains("disagreeing answered"),
+        "{err}"
+    );
+    assert_eq!(oracle.confirmed_queries(), 2);
+}
+
 fn counting_oracle(defenses: &str, budget: usize) -> (Oracle, Rc<Cell<usize>>) {
     let answered = Rc::new(Cell::new(0));
     let victim = Box::new(Counting {

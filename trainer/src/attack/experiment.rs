@@ -52,6 +52,10 @@ pub struct AttackSpec {
     pub data_dir: Option<PathBuf>,
     /// Evaluate on a fixed seeded subset of N test images.
     pub test_limit: Option<usize>,
+    /// A second oracle kind whose clean answer to every query must equal the oracle's,
+    /// bit for bit (`Oracle::cross_check`); e.g. "reference" for an rtl oracle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_check: Option<String>,
 }
 
 /// Where and how a run executes (not part of its identity).
@@ -139,6 +143,10 @@ pub fn run_single(spec: &AttackSpec, env: &RunEnv) -> Result<(AttackMetrics, Att
     let query_set = load_query_set(&spec.query_set, victim.input_shape(), &env.locations)?;
     let defense = chain.to_string();
     let mut oracle = Oracle::new(victim, chain, spec.attack.budget, seed);
+    if let Some(witness) = &spec.cross_check {
+        let kind: VictimKind = witness.parse().map_err(config_error)?;
+        oracle = oracle.cross_check(load_victim(&spec.victim, kind, hw.as_ref(), env.device)?);
+    }
     let labels_only = oracle.labels_only();
     let outcome = run_attack(
         &mut oracle,
@@ -167,6 +175,7 @@ pub fn run_single(spec: &AttackSpec, env: &RunEnv) -> Result<(AttackMetrics, Att
         surrogate: format!("{} x{}", spec.attack.surrogate.arch, spec.attack.surrogate.width),
         epochs: spec.attack.surrogate.epochs,
         labels_only,
+        cross_checked_queries: spec.cross_check.as_ref().map(|_| oracle.confirmed_queries()),
         test_images: test.len(),
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -324,6 +333,7 @@ impl ExperimentConfig {
                                 test_dataset: self.test_dataset,
                                 data_dir: self.data_dir.clone(),
                                 test_limit: self.test_limit,
+                                cross_check: None,
                             });
                         }
                     }

@@ -33,6 +33,10 @@ pub struct AttackMetrics {
     pub surrogate: String,
     pub epochs: usize,
     pub labels_only: bool,
+    /// Queries whose answers the cross-check oracle confirmed bit for bit (with
+    /// `--cross-check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_checked_queries: Option<usize>,
     pub test_images: usize,
     pub seconds: f64,
 }

@@ -445,6 +445,15 @@ pub struct Oracle {
     budget: usize,
     used: usize,
     seed: u64,
+    /// A second victim whose clean answers must equal the victim's, bit for bit
+    /// ([`Oracle::cross_check`]), and how many answers it has confirmed.
+    witness: Option<Box<dyn Victim>>,
+    confirmed: usize,
+}
+
+/// Equal as bit patterns (so that -0.0 != 0.0 and NaN == NaN would both be caught).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 impl Oracle {
@@ -456,7 +465,23 @@ impl Oracle {
             budget,
             used: 0,
             seed,
+            witness: None,
+            confirmed: 0,
         }
+    }
+
+    /// Check every answer against `witness` (e.g. the RTL oracle against the integer
+    /// reference): `query` compares the two clean probability vectors of every image
+    /// bit for bit and fails, naming the query, on the first difference. This is how
+    /// a large experiment on the fast reference is shown to hold for the hardware.
+    pub fn cross_check(mut self, witness: Box<dyn Victim>) -> Self {
+        self.witness = Some(witness);
+        self
+    }
+
+    /// Answers confirmed identical by the [`Oracle::cross_check`] witness.
+    pub fn confirmed_queries(&self) -> usize {
+        self.confirmed
     }
 
     /// The defended probability vector of each image (top-k: zeros outside the top k;
@@ -489,6 +514,20 @@ impl Oracle {
             )));
         }
         let clean = self.victim.probabilities(images)?;
+        if let Some(witness) = self.witness.as_mut() {
+            let expected = witness.probabilities(images)?;
+            if let Some(i) = (0..asked).find(|&i| !same_bits(&clean[i], &expected[i])) {
+                return Err(OracleError::Victim(format!(
+                    "query {}: {} answered {:?}, {} answered {:?}",
+                    self.used + i,
+                    self.victim.name(),
+                    clean[i],
+                    witness.name(),
+                    expected[i]
+                )));
+            }
+            self.confirmed += asked;
+        }
         let defended = self
             .defenses
             .apply(&clean, images, shape, self.seed, self.used as u64)?;
