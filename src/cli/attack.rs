@@ -15,9 +15,9 @@ use trainer::attack::metrics::AttackMetrics;
 use trainer::attack::queries::QuerySetId;
 use trainer::attack::surrogate::SurrogateConfig;
 use trainer::optim::OptimizerKind;
-use trainer::ComputeDevice;
 
 use super::output::print_json;
+use super::torch::TorchArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -110,12 +110,8 @@ pub struct AttackArgs {
     /// Seed of sampling, initialisation, shuffling and defense noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// libtorch threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub torch: TorchArgs,
     /// Check every answer against a second oracle (e.g. `--oracle rtl --cross-check
     /// reference`): the run fails on the first query whose clean probability vectors
     /// differ in any bit.
@@ -201,12 +197,9 @@ pub fn validate(args: &AttackArgs) -> anyhow::Result<()> {
 
 pub fn run(args: AttackArgs) -> anyhow::Result<()> {
     validate(&args)?;
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n);
-    }
-    let device: ComputeDevice = args.device.parse()?;
+    let device = args.torch.setup()?;
     let env = RunEnv {
-        device: device.to_tch()?,
+        device,
         locations: DataLocations::default_locations(),
         show_progress: !args.json,
     };

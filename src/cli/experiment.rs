@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use datasets::DataLocations;
 use trainer::attack::experiment::{run_experiment, ExperimentConfig, RunEnv};
-use trainer::ComputeDevice;
 
 use super::output::print_json;
+use super::torch::TorchArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -32,12 +32,8 @@ pub struct ExperimentArgs {
     /// Output directory (default: the config's `out`, else runs/experiments/<config name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// libtorch threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub torch: TorchArgs,
     /// Print the summary as one JSON line (no progress output).
     #[arg(long)]
     pub json: bool,
@@ -58,12 +54,9 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
             PathBuf::from("runs").join("experiments").join(stem)
         }
     };
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n);
-    }
-    let device: ComputeDevice = args.device.parse()?;
+    let device = args.torch.setup()?;
     let env = RunEnv {
-        device: device.to_tch()?,
+        device,
         locations: DataLocations::default_locations(),
         show_progress: !args.json,
     };

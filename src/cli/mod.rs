@@ -14,6 +14,8 @@ mod random_model;
 mod rtl;
 mod sim;
 #[cfg(feature = "train")]
+mod torch;
+#[cfg(feature = "train")]
 mod train;
 
 use clap::{Parser, Subcommand};

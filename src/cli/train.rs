@@ -11,9 +11,9 @@ use trainer::config::{TrainConfig, TrainMode};
 use trainer::loss::KlDirection;
 use trainer::optim::{OptimizerKind, Schedule};
 use trainer::train::{run as run_training, RunOptions, TrainSummary};
-use trainer::ComputeDevice;
 
 use super::output::print_json;
+use super::torch::TorchArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -107,12 +107,8 @@ pub struct TrainArgs {
     /// Stop after N epochs of this invocation; continue later with --resume.
     #[arg(long, value_name = "N")]
     pub pause_after: Option<usize>,
-    /// libtorch threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub torch: TorchArgs,
     /// Print the summary as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -192,14 +188,11 @@ fn print_summary(s: &TrainSummary, out: &std::path::Path) {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n);
-    }
-    let device: ComputeDevice = args.device.parse()?;
+    let device = args.torch.setup()?;
     let options = RunOptions {
         out: args.out.clone(),
         resume: args.resume,
-        device: device.to_tch()?,
+        device,
         show_progress: !args.json,
         locations: DataLocations::default_locations(),
         pause_after: args.pause_after,
