@@ -1,8 +1,8 @@
 //! The cycle model: when each instruction starts and ends on the accelerator of
 //! docs/isa.md ("Execution model" and "Timing"), cycle for cycle as the RTL controller
 //! (`hdl::Controller`, docs/rtl.md) runs it: instructions are fetched through the
-//! instruction port (`FETCH_DEPTH` requested but not yet dispatched), dispatched in
-//! program order, one per cycle, into per-unit queues of `QUEUE_DEPTH`; each unit runs
+//! instruction port (`HwConfig::fetch_depth` requested but not yet dispatched), dispatched
+//! in program order, one per cycle, into per-unit queues of `HwConfig::queue_depth`; each unit runs
 //! its queue in order; an instruction starts when its unit is free and the completion
 //! counts of the other units reach its waits. Verilator's cycle counts are checked
 //! against this model.
@@ -13,12 +13,6 @@ use crate::hw::HwConfig;
 use crate::isa::{Instruction, Op, Unit};
 use crate::lower::Compiled;
 
-/// Instructions a unit's queue holds, the running one included (it leaves the queue
-/// when it completes); dispatch stalls when the queue is full.
-pub const QUEUE_DEPTH: usize = 8;
-/// Instructions the fetcher may have requested and not yet dispatched (the size of its
-/// buffer, which therefore never overflows).
-pub const FETCH_DEPTH: usize = 8;
 /// Cycles of `hdl::PostUnit` after its last output word is addressed: the accumulator
 /// buffer's registered read, then the registered requantizer before the write.
 pub const POST_PIPELINE: u64 = 2;
@@ -246,12 +240,13 @@ fn unit_index(u: Unit) -> usize {
 /// `total`). The rules are the RTL controller's (`hdl::Controller`):
 ///
 /// - fetch: request `i` is issued in cycle `t_i` (valid from `t_i + 1`), one per
-///   cycle, and only while fewer than `FETCH_DEPTH` requested instructions wait for
+///   cycle, and only while fewer than `fetch_depth` requested instructions wait for
 ///   dispatch; its response arrives `mem_latency` cycles after the request was taken
 ///   and is at the head of the fetch buffer one cycle later;
 /// - dispatch: one instruction per cycle in program order, once it is at the head and
-///   its unit's queue has a free slot (a slot frees in the cycle after its instruction
-///   completes); it can start from the next cycle;
+///   its unit's queue (`queue_depth` entries, the running instruction included) has a
+///   free slot (a slot frees in the cycle after its instruction completes); it can
+///   start from the next cycle;
 /// - start: when the unit's previous instruction has completed and the other units'
 ///   completion counts reach the waits; an instruction `cost`s cycles from its start
 ///   cycle through its `done` cycle, and completes (counts) from the cycle after;
@@ -267,12 +262,12 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
     let mut unit_ends: [Vec<u64>; 3] = Default::default();
     let mut unit_members: [Vec<usize>; 3] = Default::default();
     for (i, ins) in program.iter().enumerate() {
-        issue[i] = issue_cycle(&issue, &dispatch, i);
+        issue[i] = issue_cycle(&issue, &dispatch, i, hw.fetch_depth);
         let u = unit_index(ins.op.unit());
         let arrived = issue[i] + latency + 2;
         let mut d = arrived.max(if i > 0 { dispatch[i - 1] + 1 } else { 0 });
-        if unit_members[u].len() >= QUEUE_DEPTH {
-            let blocker = unit_members[u][unit_members[u].len() - QUEUE_DEPTH];
+        if unit_members[u].len() >= hw.queue_depth {
+            let blocker = unit_members[u][unit_members[u].len() - hw.queue_depth];
             d = d.max(end[blocker]);
         }
         dispatch[i] = d;
@@ -303,8 +298,8 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
     // Requests issued past the program before `end` was dispatched (the fetcher stops
     // issuing from the cycle after) must return before `done`.
     if let Some(&last_dispatch) = dispatch.last() {
-        for i in n..n + FETCH_DEPTH {
-            issue.push(issue_cycle(&issue, &dispatch, i));
+        for i in n..n + hw.fetch_depth {
+            issue.push(issue_cycle(&issue, &dispatch, i, hw.fetch_depth));
             if issue[i] > last_dispatch {
                 break;
             }
@@ -315,12 +310,12 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
 }
 
 /// The cycle in which the fetcher issues request `i`: one request per cycle, and at most
-/// `FETCH_DEPTH` requested instructions not yet dispatched (dispatches of instructions
+/// `fetch_depth` requested instructions not yet dispatched (dispatches of instructions
 /// past the program never happen, so those requests only wait for earlier ones).
-fn issue_cycle(issue: &[u64], dispatch: &[u64], i: usize) -> u64 {
+fn issue_cycle(issue: &[u64], dispatch: &[u64], i: usize, fetch_depth: usize) -> u64 {
     let mut t = if i > 0 { issue[i - 1] + 1 } else { 0 };
-    if i >= FETCH_DEPTH {
-        t = t.max(dispatch[i - FETCH_DEPTH] + 1);
+    if i >= fetch_depth {
+        t = t.max(dispatch[i - fetch_depth] + 1);
     }
     t
 }

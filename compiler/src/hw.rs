@@ -17,6 +17,14 @@ pub const MAX_ARRAY_SIDE: usize = 32;
 pub const MAX_BUS_BYTES: usize = 32;
 /// Largest buffer depth: instructions address buffer words with 16 bits.
 pub const MAX_BUFFER_WORDS: usize = 1 << 16;
+/// Default depth of the controller's instruction queues and fetch buffer.
+pub const DEFAULT_QUEUE_DEPTH: usize = 8;
+/// Deepest instruction queue (the controller counts entries in 8 bits).
+pub const MAX_QUEUE_DEPTH: usize = 64;
+
+fn default_queue_depth() -> usize {
+    DEFAULT_QUEUE_DEPTH
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +55,15 @@ pub struct HwConfig {
     pub mem_latency: usize,
     /// Clock frequency used to turn cycles into seconds.
     pub clock_mhz: f64,
+    /// Instructions each unit's queue holds, the running one included (a power of two,
+    /// 2..=64): deeper queues let the dispatcher run further ahead; each entry is 344
+    /// bits of registers (docs/rtl.md, "Area").
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+    /// Instructions the controller may have requested but not yet dispatched (a power
+    /// of two, 2..=64; with `mem_latency + 2` of them the fetch streams one per cycle).
+    #[serde(default = "default_queue_depth")]
+    pub fetch_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,6 +94,8 @@ impl HwConfig {
             bus_bytes: 8,
             mem_latency: 32,
             clock_mhz: 100.0,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            fetch_depth: DEFAULT_QUEUE_DEPTH,
         };
         config.validate()?;
         Ok(config)
@@ -116,7 +135,8 @@ impl HwConfig {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
         let side = 1..=MAX_ARRAY_SIDE;
         let depth = |w: usize| w <= MAX_BUFFER_WORDS;
-        let checks: [(bool, &'static str, String); 13] = [
+        let queue = |d: usize| d.is_power_of_two() && (2..=MAX_QUEUE_DEPTH).contains(&d);
+        let checks: [(bool, &'static str, String); 15] = [
             (
                 side.contains(&self.rows),
                 "rows",
@@ -186,6 +206,16 @@ impl HwConfig {
                 "buffers",
                 format!("every buffer depth must be at most {MAX_BUFFER_WORDS} words (16-bit addresses)"),
             ),
+            (
+                queue(self.queue_depth),
+                "queue_depth",
+                format!("must be a power of two, 2..={MAX_QUEUE_DEPTH}"),
+            ),
+            (
+                queue(self.fetch_depth),
+                "fetch_depth",
+                format!("must be a power of two, 2..={MAX_QUEUE_DEPTH}"),
+            ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
             Some((_, field, message)) => Err(HwError::Invalid { field, message }),
@@ -251,6 +281,43 @@ mod tests {
         };
         assert!(hw.validate().unwrap_err().to_string().contains("at least 2*rows = 16"));
         assert!(matches!("banana".parse::<HwConfig>(), Err(HwError::UnknownPreset(_))));
+        for (queue_depth, fetch_depth, field) in [
+            (3, 8, "'queue_depth'"),
+            (8, 128, "'fetch_depth'"),
+            (1, 8, "'queue_depth'"),
+        ] {
+            let hw = HwConfig {
+                queue_depth,
+                fetch_depth,
+                ..HwConfig::preset(2, 2).unwrap()
+            };
+            assert!(
+                hw.validate().unwrap_err().to_string().contains(field),
+                "{queue_depth} {fetch_depth}"
+            );
+        }
+    }
+
+    /// Files written before the queue depths were configurable still load, with the
+    /// depths the hardware had then.
+    #[test]
+    fn files_without_queue_depths_get_the_defaults() {
+        let hw = HwConfig::preset(4, 4).unwrap();
+        let old: String = hw
+            .to_toml()
+            .lines()
+            .filter(|l| !l.contains("_depth"))
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hw.toml");
+        std::fs::write(&path, old).unwrap();
+        let loaded = HwConfig::load(&path).unwrap();
+        assert_eq!(
+            (loaded.queue_depth, loaded.fetch_depth),
+            (DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH)
+        );
+        assert_eq!(loaded, hw);
     }
 
     #[test]

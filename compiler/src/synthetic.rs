@@ -219,8 +219,9 @@ pub fn tiny_resnet(input: [usize; 3], classes: usize, p: Precision, seed: u64) -
 
 /// A random conv layer (kernel 1/3/5, stride 1/2, padding, odd sizes, up to
 /// `max_channels` channels, random widths and signedness), maybe a max pool, and a
-/// linear classifier, with hardware of random shape (up to `max_side` x `max_side`)
-/// and random buffer sizes that still fit the smallest tile of every layer: the
+/// linear classifier, with hardware of random shape (up to `max_side` x `max_side`),
+/// random buffer sizes that still fit the smallest tile of every layer and random
+/// instruction queue depths: the
 /// randomized regression of the functional model and of the RTL.
 pub fn random_layer_case(seed: u64, max_channels: usize, max_side: usize) -> (Model, HwConfig) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -267,6 +268,8 @@ pub fn random_layer_case(seed: u64, max_channels: usize, max_side: usize) -> (Mo
         acc_buffer_words: rng.gen_range(2..=256),
         out_buffer_words: rng.gen_range(min_out..=min_out + 512),
         param_buffer_entries: rng.gen_range(2 * cols..=128),
+        queue_depth: [2, 4, 8][rng.gen_range(0..3)],
+        fetch_depth: [2, 4, 8][rng.gen_range(0..3)],
         ..base
     };
     (model, hw)

@@ -209,7 +209,7 @@ impl Accelerator {
             wr_req_addr: Default::default(),
             wr_req_data: many(bus),
             wr_req_strobe: many(bus),
-            ctrl: Default::default(),
+            ctrl: Controller::new(hw.queue_depth, hw.fetch_depth),
             load_dec: Default::default(),
             store_dec: Default::default(),
             exec_dec: Default::default(),

@@ -8,7 +8,7 @@
 //! # Cycle by cycle (cycle 0 = the host's `start` cycle)
 //!
 //! - Fetch: request `i` is decided in cycle `t_i` and valid from `t_i + 1`
-//!   (registered), one per cycle, while fewer than `FETCH_DEPTH` requested
+//!   (registered), one per cycle, while fewer than `fetch_depth` requested
 //!   instructions wait for dispatch (so the fetch buffer never overflows and
 //!   `ins_resp_ready` is always high). Responses are pushed into the fetch buffer.
 //! - Dispatch: the fetch buffer's head goes into its unit's queue when that queue is
@@ -24,7 +24,7 @@
 //! - An unknown opcode at the head of the fetch buffer sets `status` to 1 and stops
 //!   dispatching: the program never finishes, and the host's timeout reports it.
 
-use compiler::cycles::{FETCH_DEPTH, QUEUE_DEPTH};
+use compiler::hw::MAX_QUEUE_DEPTH;
 use compiler::isa::INSTRUCTION_BYTES;
 use rust_hdl::prelude::*;
 
@@ -40,7 +40,7 @@ const COUNT_BITS: usize = 8;
 type Count = Bits<COUNT_BITS>;
 type B32 = Bits<32>;
 
-const _: () = assert!(INSN_USED_BYTES <= INSTRUCTION_BYTES && QUEUE_DEPTH < 128 && FETCH_DEPTH < 128);
+const _: () = assert!(INSN_USED_BYTES <= INSTRUCTION_BYTES && MAX_QUEUE_DEPTH < 128);
 
 /// The used instruction bytes as one word. Custom Verilog because rust-hdl has no
 /// concatenation (see `SignExtend`).
@@ -265,8 +265,10 @@ pub struct Controller {
     c_status_opcode: Constant<Bits<8>>,
 }
 
-impl Default for Controller {
-    fn default() -> Self {
+impl Controller {
+    /// A controller with unit queues of `queue_depth` and a fetch buffer of
+    /// `fetch_depth` instructions (`HwConfig::queue_depth`, `fetch_depth`).
+    pub fn new(queue_depth: usize, fetch_depth: usize) -> Self {
         let k8 = |v: u64| Constant::new(v.into());
         Self {
             clock: Default::default(),
@@ -297,10 +299,10 @@ impl Default for Controller {
             unused_padding: (INSN_USED_BYTES..INSTRUCTION_BYTES)
                 .map(|_| Default::default())
                 .collect(),
-            fetch_q: InsnQueue::new(FETCH_DEPTH),
-            load_q: InsnQueue::new(QUEUE_DEPTH),
-            exec_q: InsnQueue::new(QUEUE_DEPTH),
-            store_q: InsnQueue::new(QUEUE_DEPTH),
+            fetch_q: InsnQueue::new(fetch_depth),
+            load_q: InsnQueue::new(queue_depth),
+            exec_q: InsnQueue::new(queue_depth),
+            store_q: InsnQueue::new(queue_depth),
             running: Default::default(),
             stop: Default::default(),
             finished: Default::default(),
@@ -332,8 +334,8 @@ impl Default for Controller {
             finish: Default::default(),
             c_zero8: k8(0),
             c_one8: k8(1),
-            c_queue: k8(QUEUE_DEPTH as u64),
-            c_fetch: k8(FETCH_DEPTH as u64),
+            c_queue: k8(queue_depth as u64),
+            c_fetch: k8(fetch_depth as u64),
             c_zero32: Constant::new(0u64.into()),
             c_one32: Constant::new(1u64.into()),
             c_op_load: k8(1),
@@ -392,7 +394,7 @@ impl Logic for Controller {
         self.store_insn.next = self.store_q.head.val();
 
         // Fetch: issue a request when the previous one is taken (or none is valid)
-        // and fewer than FETCH_DEPTH requested instructions await dispatch.
+        // and fewer than fetch_depth requested instructions await dispatch.
         self.ins_req_valid.next = self.req_valid.q.val();
         self.ins_req_index.next = self.req_index.q.val();
         self.ins_resp_ready.next = true;
@@ -555,8 +557,8 @@ impl Logic for Controller {
 }
 
 /// The Verilog of the controller alone (top module `top`).
-pub fn controller_verilog() -> String {
-    let mut c = Controller::default();
+pub fn controller_verilog(queue_depth: usize, fetch_depth: usize) -> String {
+    let mut c = Controller::new(queue_depth, fetch_depth);
     c.connect_all();
     generate_verilog(&c)
 }
@@ -651,7 +653,7 @@ mod tests {
     /// instruction's start cycle and the `done` cycle (cycle 0 = `start`).
     fn run(hw: &HwConfig, program: &[Instruction]) -> (Vec<u64>, u64, u64) {
         let bytes = encode(program);
-        let mut c = Controller::default();
+        let mut c = Controller::new(hw.queue_depth, hw.fetch_depth);
         c.connect_all();
         let units = members(program);
         let mut next = [0usize; 3];
@@ -711,9 +713,14 @@ mod tests {
     #[test]
     fn runs_programs_exactly_as_the_cycle_model_schedules_them() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        for (trial, latency) in [1usize, 3, 12].into_iter().enumerate() {
+        for (trial, (latency, queue_depth, fetch_depth)) in [(1usize, 8, 8), (3, 2, 4), (12, 8, 8), (5, 4, 2)]
+            .into_iter()
+            .enumerate()
+        {
             let hw = HwConfig {
                 mem_latency: latency,
+                queue_depth,
+                fetch_depth,
                 ..HwConfig::preset(2, 2).unwrap()
             };
             for n in [0, 1, 5, 30] {
@@ -733,6 +740,8 @@ mod tests {
 
     #[test]
     fn controller_verilog_lints_clean() {
-        crate::testing::assert_lints_clean(&controller_verilog());
+        for depth in [2, 8] {
+            crate::testing::assert_lints_clean(&controller_verilog(depth, depth));
+        }
     }
 }
