@@ -538,9 +538,7 @@ impl Logic for Accelerator {
 
 /// The accelerator's Verilog for `hw` (top module `top`).
 pub fn accelerator_verilog(hw: &HwConfig) -> String {
-    let mut accel = Accelerator::new(hw);
-    accel.connect_all();
-    generate_verilog(&accel)
+    crate::verilog::top_verilog(Accelerator::new(hw))
 }
 
 #[cfg(test)]

@@ -265,16 +265,15 @@ impl Logic for AddUnit {
 
 /// The unit alone as top module `top`, for linting and tests.
 pub fn add_unit_verilog(rows: usize) -> String {
-    let mut unit = AddUnit::new(rows);
-    unit.connect_all();
-    generate_verilog(&unit)
+    crate::verilog::top_verilog(AddUnit::new(rows))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pool::tests::{
-        check_runs, cost, execute_in_rust_hdl, functional_snapshots, random_act, run_in_verilator, ACT_WORDS, OUT_WORDS,
+        check_runs, cost, execute_in_rust_hdl, functional_snapshots, random_act, run_in_verilator, values, ACT_WORDS,
+        OUT_WORDS,
     };
     use compiler::isa::Op;
     use rand::{Rng, SeedableRng};
@@ -293,39 +292,6 @@ mod tests {
         ("bits", 8),
         ("is_signed", 1),
     ];
-
-    fn values(op: &Op) -> Vec<u64> {
-        let Op::Add {
-            a,
-            b,
-            out,
-            words,
-            a_signed,
-            b_signed,
-            multiplier_a,
-            multiplier_b,
-            shift,
-            bits,
-            signed,
-        } = *op
-        else {
-            panic!("not an add: {op:?}")
-        };
-        [
-            a as u64,
-            b as u64,
-            out as u64,
-            words as u64,
-            a_signed as u64,
-            b_signed as u64,
-            multiplier_a as u64,
-            multiplier_b as u64,
-            shift as u64,
-            bits as u64,
-            signed as u64,
-        ]
-        .to_vec()
-    }
 
     fn random_add(rng: &mut ChaCha8Rng) -> Op {
         let words = if rng.gen_bool(0.2) { 1 } else { rng.gen_range(1..=8) };

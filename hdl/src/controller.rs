@@ -558,9 +558,7 @@ impl Logic for Controller {
 
 /// The Verilog of the controller alone (top module `top`).
 pub fn controller_verilog(queue_depth: usize, fetch_depth: usize) -> String {
-    let mut c = Controller::new(queue_depth, fetch_depth);
-    c.connect_all();
-    generate_verilog(&c)
+    crate::verilog::top_verilog(Controller::new(queue_depth, fetch_depth))
 }
 
 #[cfg(test)]

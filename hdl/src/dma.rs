@@ -667,9 +667,7 @@ pub use compiler::cycles::{transfer_cycles as dma_cycles, Transfer as Xfer};
 
 /// A `Dma` as a standalone top module, for linting.
 pub fn dma_verilog(bus_bytes: usize, word_bytes: usize) -> String {
-    let mut uut = Dma::new(bus_bytes, word_bytes);
-    uut.connect_all();
-    generate_verilog(&uut)
+    crate::verilog::top_verilog(Dma::new(bus_bytes, word_bytes))
 }
 
 #[cfg(test)]

@@ -740,9 +740,7 @@ impl Logic for MatmulEngine {
 
 /// The engine's Verilog (top module `top`), as emitted by rust-hdl.
 pub fn matmul_engine_verilog(rows: usize, cols: usize) -> String {
-    let mut engine = MatmulEngine::new(rows, cols);
-    engine.connect_all();
-    generate_verilog(&engine)
+    crate::verilog::top_verilog(MatmulEngine::new(rows, cols))
 }
 
 #[cfg(test)]

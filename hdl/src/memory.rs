@@ -167,9 +167,7 @@ impl<T: Synth> Logic for SdpRam<T> {
 
 /// A byte-lane RAM (`lanes` bytes per word) as a standalone top module.
 pub fn sdp_ram_verilog(lanes: usize, depth: usize) -> String {
-    let mut uut = SdpRam::<Bits<8>>::new(lanes, depth);
-    uut.connect_all();
-    generate_verilog(&uut)
+    crate::verilog::top_verilog(SdpRam::<Bits<8>>::new(lanes, depth))
 }
 
 #[cfg(test)]

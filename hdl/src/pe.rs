@@ -93,9 +93,7 @@ impl Logic for MacPe {
 /// `generate_verilog` on failure) cannot fail at run time; the unit tests
 /// exercise this path.
 pub fn pe_verilog() -> String {
-    let mut pe = MacPe::default();
-    pe.connect_all();
-    generate_verilog(&pe)
+    crate::verilog::top_verilog(MacPe::default())
 }
 
 /// The PE's intended behaviour in plain integers, for checking the hardware in any

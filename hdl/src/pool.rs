@@ -454,9 +454,7 @@ impl Logic for PoolUnit {
 
 /// The unit alone as top module `top`, for linting and tests.
 pub fn pool_unit_verilog(rows: usize) -> String {
-    let mut unit = PoolUnit::new(rows);
-    unit.connect_all();
-    generate_verilog(&unit)
+    crate::verilog::top_verilog(PoolUnit::new(rows))
 }
 
 #[cfg(test)]
@@ -679,45 +677,12 @@ endmodule
         ("is_signed", 1),
     ];
 
-    fn values(op: &Op) -> Vec<u64> {
-        let Op::Pool {
-            act,
-            tile_w,
-            groups,
-            kernel_h,
-            kernel_w,
-            stride,
-            out_h,
-            out_w,
-            out,
-            mode,
-            multiplier,
-            shift,
-            in_signed,
-            bits,
-            signed,
-        } = *op
-        else {
-            panic!("not a pool: {op:?}")
-        };
-        [
-            act as u64,
-            tile_w as u64,
-            groups as u64,
-            kernel_h as u64,
-            kernel_w as u64,
-            stride as u64,
-            out_h as u64,
-            out_w as u64,
-            out as u64,
-            mode as u64,
-            multiplier as u64,
-            shift as u64,
-            in_signed as u64,
-            bits as u64,
-            signed as u64,
-        ]
-        .to_vec()
+    /// The instruction's field values in declaration order (the order of `FIELDS`).
+    pub(crate) fn values(op: &Op) -> Vec<u64> {
+        op.fields()
+            .iter()
+            .map(|(name, v)| v.parse::<u64>().unwrap_or_else(|_| panic!("field {name}: {v}")))
+            .collect()
     }
 
     fn random_pool(rng: &mut ChaCha8Rng) -> Op {

@@ -614,9 +614,7 @@ impl Logic for PostUnit {
 
 /// The unit alone as top module `top`, for linting and tests.
 pub fn post_unit_verilog(rows: usize, cols: usize) -> String {
-    let mut unit = PostUnit::new(rows, cols);
-    unit.connect_all();
-    generate_verilog(&unit)
+    crate::verilog::top_verilog(PostUnit::new(rows, cols))
 }
 
 #[cfg(test)]

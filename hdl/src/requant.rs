@@ -86,9 +86,7 @@ end
 
 /// The requantizer as a standalone top module, for linting and tests.
 pub fn requantizer_verilog() -> String {
-    let mut uut = Requantizer::default();
-    uut.connect_all();
-    generate_verilog(&uut)
+    crate::verilog::top_verilog(Requantizer::default())
 }
 
 #[cfg(test)]

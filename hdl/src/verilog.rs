@@ -1,4 +1,14 @@
-//! Facts about Verilog text shared by the tools that consume the generated RTL.
+//! Facts about Verilog text shared by the tools that consume the generated RTL, and
+//! the one way a block becomes a standalone Verilog design.
+
+use rust_hdl::prelude::{generate_verilog, Block};
+
+/// `block` as a standalone design: its ports connected as a top level and its Verilog
+/// emitted (top module `top`), as every `*_verilog` function of this crate does.
+pub fn top_verilog(mut block: impl Block) -> String {
+    block.connect_all();
+    generate_verilog(&block)
+}
 
 /// `[A-Za-z_][A-Za-z0-9_$]*`: a simple Verilog identifier, the form of every module
 /// name rust-hdl emits. Checking it also keeps a name from injecting tool commands

@@ -271,9 +271,7 @@ impl Logic for WsArray {
 
 /// The array's Verilog (top module `top`), as emitted by rust-hdl.
 pub fn ws_array_verilog(rows: usize, cols: usize) -> String {
-    let mut array = WsArray::new(rows, cols);
-    array.connect_all();
-    generate_verilog(&array)
+    crate::verilog::top_verilog(WsArray::new(rows, cols))
 }
 
 #[cfg(test)]

@@ -111,9 +111,7 @@ impl Logic for WsPe {
 
 /// The PE's Verilog (top module `top`), as emitted by rust-hdl.
 pub fn ws_pe_verilog() -> String {
-    let mut pe = WsPe::default();
-    pe.connect_all();
-    generate_verilog(&pe)
+    crate::verilog::top_verilog(WsPe::default())
 }
 
 #[cfg(test)]
