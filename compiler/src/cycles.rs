@@ -351,22 +351,36 @@ fn dram_bytes(op: &Op) -> u64 {
     }
 }
 
+/// Per-layer cycles from per-instruction end cycles (the cycle model's `Schedule::end`,
+/// or what the RTL measured): a layer ends when the last of its instructions ends
+/// (never before the previous layer), and its cycles run from the previous layer's end.
+pub fn layer_cycles(compiled: &Compiled, instruction_end: &[u64]) -> Vec<u64> {
+    let mut previous_end = 0u64;
+    compiled
+        .layer_instructions
+        .iter()
+        .map(|range| {
+            let end = range
+                .clone()
+                .map(|i| instruction_end[i])
+                .max()
+                .unwrap_or(previous_end)
+                .max(previous_end);
+            let cycles = end - previous_end;
+            previous_end = end;
+            cycles
+        })
+        .collect()
+}
+
 pub fn report(model: &crate::ir::Model, compiled: &Compiled) -> Result<CycleReport, Deadlock> {
     let hw = &compiled.hw;
     let s = schedule(hw, &compiled.program)?;
     let peak = hw.peak_macs_per_cycle() as f64;
-    let mut previous_end = 0u64;
+    let per_layer = layer_cycles(compiled, &s.end);
     let mut layers = Vec::new();
-    for (layer, range) in model.layers.iter().zip(&compiled.layer_instructions) {
+    for ((layer, range), &cycles) in model.layers.iter().zip(&compiled.layer_instructions).zip(&per_layer) {
         let ops = &compiled.program[range.clone()];
-        let layer_end = range
-            .clone()
-            .map(|i| s.end[i])
-            .max()
-            .unwrap_or(previous_end)
-            .max(previous_end);
-        let cycles = layer_end - previous_end;
-        previous_end = layer_end;
         let macs = layer.macs();
         layers.push(LayerCycles {
             name: layer.name.clone(),

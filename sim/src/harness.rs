@@ -659,29 +659,6 @@ pub fn first_mismatch(model: &Model, compiled: &Compiled, trace: &[Vec<i32>], me
     })
 }
 
-/// Per-layer cycles from per-instruction end cycles, defined exactly as
-/// `compiler::cycles::report` defines them: a layer ends when the last of its
-/// instructions ends (never before the previous layer), and its cycles run from
-/// the previous layer's end.
-pub fn layer_cycles(compiled: &Compiled, instruction_end: &[u64]) -> Vec<u64> {
-    let mut previous_end = 0u64;
-    compiled
-        .layer_instructions
-        .iter()
-        .map(|range| {
-            let end = range
-                .clone()
-                .map(|i| instruction_end[i])
-                .max()
-                .unwrap_or(previous_end)
-                .max(previous_end);
-            let cycles = end - previous_end;
-            previous_end = end;
-            cycles
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,17 +720,5 @@ mod tests {
             }
             assert_ne!(m.actual, m.expected);
         }
-    }
-
-    #[test]
-    fn layer_cycles_mirror_the_cycle_model_report() {
-        let model = synthetic::random_model(Arch::SmallCnn, [1, 28, 28], 10, 0.25, Precision::W8A8, 1).unwrap();
-        let hw = compiler::hw::HwConfig::preset(4, 4).unwrap();
-        let compiled = compiler::lower::compile(&model, &hw).unwrap();
-        let schedule = compiler::cycles::schedule(&hw, &compiled.program).unwrap();
-        let report = compiler::cycles::report(&model, &compiled).unwrap();
-        let ours = layer_cycles(&compiled, &schedule.end);
-        let theirs: Vec<u64> = report.layers.iter().map(|l| l.cycles).collect();
-        assert_eq!(ours, theirs);
     }
 }

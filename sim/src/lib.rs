@@ -13,7 +13,7 @@ pub mod lint;
 pub mod memory;
 pub mod model;
 
-pub use harness::{first_mismatch, layer_cycles, read_tensor, BuildInfo, Mismatch, Rtl, RtlOptions, RunResult};
+pub use harness::{first_mismatch, read_tensor, BuildInfo, Mismatch, Rtl, RtlOptions, RunResult};
 pub use lint::{lint, LintWarning, SourceLocation};
 pub use memory::{read_queue_capacity, Memory, MemoryStats, WriteFault};
 pub use model::{clock_rate, PortId, VerilatedModel};

@@ -332,7 +332,7 @@ fn a_tiny_model_on_2x2_matches_the_functional_model_and_the_reference() -> Resul
             100.0 * error,
             run.ticks as f64 / seconds
         );
-        let layers = sim::layer_cycles(&compiled, run.instruction_end.as_ref().unwrap());
+        let layers = compiler::cycles::layer_cycles(&compiled, run.instruction_end.as_ref().unwrap());
         for (l, rtl_cycles) in predicted.layers.iter().zip(&layers) {
             println!("  {:<12} model {:>8} RTL {:>8}", l.name, l.cycles, rtl_cycles);
         }

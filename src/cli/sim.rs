@@ -8,12 +8,13 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use compiler::arith::argmax;
+use compiler::cycles::layer_cycles;
 use compiler::cycles::CycleReport;
 use compiler::synthetic::{self, Precision};
 use compiler::Reference;
 use datasets::{DatasetId, SplitKind};
 use serde::Serialize;
-use sim::{first_mismatch, layer_cycles, Rtl, RtlOptions, RunResult};
+use sim::{first_mismatch, Rtl, RtlOptions, RunResult};
 
 use super::data::DataDirArgs;
 use super::eval::{compile_for, load_images};
