@@ -31,10 +31,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use super::defense::argmax;
 use super::jbda::{self, JbdaConfig};
 use super::oracle::{Oracle, OracleError};
 use super::queries::sample_indices;
-use super::surrogate::{argmax, Surrogate, SurrogateConfig, TargetKind, TransferSet};
+use super::surrogate::{Surrogate, SurrogateConfig, TargetKind, TransferSet};
 
 /// Errors of an attack run; the message names the file or setting concerned.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use datasets::Split;
 use serde::{Deserialize, Serialize};
 
+use super::defense::argmax;
 use super::defense::DefenseChain;
 use super::oracle::{defense_utility, OracleError, Victim};
-use super::surrogate::{accuracy_and_fidelity, argmax, Surrogate};
+use super::surrogate::{accuracy_and_fidelity, Surrogate};
 
 /// The result of one attack (the `--json` object of `divqat attack`, one cell of an
 /// experiment). Accuracies and fidelity are fractions in [0, 1].

@@ -144,10 +144,16 @@ pub fn pixels_tensor(images: &[u8], shape: [usize; 3]) -> Result<Tensor, OracleE
             images.len()
         )));
     }
+    Ok(pixel_codes(images, shape))
+}
+
+/// [`pixels_tensor`] for batches known to be whole images.
+pub(crate) fn pixel_codes(images: &[u8], shape: [usize; 3]) -> Tensor {
+    let image_len: usize = shape.iter().product();
     let [c, h, w] = shape.map(|d| d as i64);
-    Ok(Tensor::from_slice(images)
+    Tensor::from_slice(images)
         .to_kind(Kind::Float)
-        .view([(images.len() / image_len) as i64, c, h, w]))
+        .view([(images.len() / image_len) as i64, c, h, w])
 }
 
 /// The rows of a 2-D tensor as f32 vectors.

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
+use super::defense::argmax;
+use super::oracle::pixel_codes;
 use crate::float_net::FloatNet;
 use crate::loss::cross_entropy;
 use crate::optim::{Optimizer, OptimizerKind, Schedule};
@@ -92,15 +94,9 @@ pub struct Surrogate {
     optimizer: Optimizer,
 }
 
-/// Pixel codes `[N, C, H, W]` as floats.
-pub fn images_tensor(images: &[u8], shape: [usize; 3], device: Device) -> Tensor {
-    let len: usize = shape.iter().product();
-    let n = (images.len() / len) as i64;
-    let [c, h, w] = shape.map(|d| d as i64);
-    Tensor::from_slice(images)
-        .to_kind(Kind::Float)
-        .view([n, c, h, w])
-        .to_device(device)
+/// Pixel codes `[N, C, H, W]` as floats on `device`.
+fn images_tensor(images: &[u8], shape: [usize; 3], device: Device) -> Tensor {
+    pixel_codes(images, shape).to_device(device)
 }
 
 /// Rows of `f32` as a `[N, K]` tensor.
@@ -109,17 +105,6 @@ fn rows_tensor(rows: &[&Vec<f32>], classes: usize, device: Device) -> Tensor {
     Tensor::from_slice(&flat)
         .view([rows.len() as i64, classes as i64])
         .to_device(device)
-}
-
-/// Index of the largest value (first on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) },
-        )
-        .0
 }
 
 impl Surrogate {
