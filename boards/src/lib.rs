@@ -2,9 +2,11 @@
 //! resources, yosys resource estimates, and fit checks.
 
 pub mod board;
+pub mod pll;
+pub mod top;
 pub mod utilization;
 pub mod yosys;
 
-pub use board::{Board, BoardError, Family, Resources, BOARDS};
+pub use board::{Board, BoardError, Family, Flow, Pins, Resources, BOARDS};
 pub use utilization::{Overflow, ResourceKind, Utilization};
 pub use yosys::{synth_ice40_stats, SynthError};
