@@ -2,6 +2,7 @@
 //! resources, yosys resource estimates, and fit checks.
 
 pub mod board;
+pub mod host;
 pub mod pll;
 pub mod top;
 pub mod utilization;

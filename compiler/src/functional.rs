@@ -11,7 +11,6 @@ use crate::arith::{self, AddRescale, DType, Requant};
 use crate::backend::{Backend, BackendError, Inference};
 use crate::hw::{HwConfig, PARAM_ENTRY_BYTES};
 use crate::isa::{buffer, pool_mode, Instruction, Op};
-use crate::lower::layout::{pack_input, unpack_vector};
 use crate::lower::pack::read_param;
 use crate::lower::Compiled;
 
@@ -446,15 +445,9 @@ impl<'a> Machine<'a> {
 
 /// Run one image through a compiled program and return its logits.
 pub fn run_image(compiled: &Compiled, image: &[u8]) -> Result<Vec<i32>, ExecError> {
-    let hw = &compiled.hw;
-    let mut machine = Machine::new(hw, compiled.memory.clone());
-    let input = compiled.input();
-    let packed = pack_input(image, &compiled.layout, hw.rows);
-    machine.memory[input.base..input.base + packed.len()].copy_from_slice(&packed);
+    let mut machine = Machine::new(&compiled.hw, compiled.memory_with_input(image));
     machine.run(&compiled.program)?;
-    let logits = compiled.logits();
-    let bytes = &machine.memory[logits.base..logits.base + logits.geometry.bytes(hw.rows)];
-    Ok(unpack_vector(bytes, &logits.geometry, hw.rows))
+    Ok(compiled.read_logits(&machine.memory))
 }
 
 /// The functional model as a backend.

@@ -20,7 +20,7 @@ use std::time::Instant;
 use compiler::backend::{Backend, BackendError, Inference};
 use compiler::hw::MAX_BUS_BYTES;
 use compiler::isa::{self, Unit, INSTRUCTION_BYTES};
-use compiler::lower::layout::{pack_input, unpack_vector, Region};
+use compiler::lower::layout::{unpack_vector, Region};
 use compiler::lower::Compiled;
 use compiler::Model;
 use rayon::prelude::*;
@@ -382,12 +382,8 @@ impl Rtl {
             });
         }
         let hw = &self.compiled.hw;
-        let mut bytes = self.compiled.memory.clone();
-        let input = self.compiled.input();
-        let packed = pack_input(image, &self.compiled.layout, hw.rows);
-        bytes[input.base..input.base + packed.len()].copy_from_slice(&packed);
         let memory = Memory::new(
-            bytes,
+            self.compiled.memory_with_input(image),
             self.program.clone(),
             hw.bus_bytes,
             hw.mem_latency,
@@ -400,12 +396,7 @@ impl Rtl {
         let started = Instant::now();
         let mut run = self.simulate(&mut model, memory, trace_instructions, vcd.is_some())?;
         run.seconds = started.elapsed().as_secs_f64();
-        let logits = self.compiled.logits();
-        run.logits = unpack_vector(
-            &run.memory[logits.base..logits.base + logits.geometry.bytes(hw.rows)],
-            &logits.geometry,
-            hw.rows,
-        );
+        run.logits = self.compiled.read_logits(&run.memory);
         Ok(run)
     }
 
@@ -691,10 +682,7 @@ mod tests {
             let image: Vec<u8> = (0..input.iter().product::<usize>())
                 .map(|i| (i * 37 % 256) as u8)
                 .collect();
-            let mut machine = Machine::new(&hw, compiled.memory.clone());
-            let packed = pack_input(&image, &compiled.layout, hw.rows);
-            let base = compiled.input().base;
-            machine.memory[base..base + packed.len()].copy_from_slice(&packed);
+            let mut machine = Machine::new(&hw, compiled.memory_with_input(&image));
             machine.run(&compiled.program).unwrap();
             let trace = Reference::new(model.clone()).trace(&image);
             assert_eq!(

@@ -65,6 +65,23 @@ impl Compiled {
     pub fn logits(&self) -> &Region {
         &self.layout.tensors[self.logits_slot]
     }
+
+    /// The external memory at the start of a run: the compiled image with `image`
+    /// (the model's input, `[C][H][W]` bytes) packed into the input region.
+    pub fn memory_with_input(&self, image: &[u8]) -> Vec<u8> {
+        let mut memory = self.memory.clone();
+        let input = self.input();
+        let packed = layout::pack_input(image, &self.layout, self.hw.rows);
+        memory[input.base..input.base + packed.len()].copy_from_slice(&packed);
+        memory
+    }
+
+    /// The logits a finished run left in `memory`.
+    pub fn read_logits(&self, memory: &[u8]) -> Vec<i32> {
+        let logits = self.logits();
+        let bytes = &memory[logits.base..logits.base + logits.geometry.bytes(self.hw.rows)];
+        layout::unpack_vector(bytes, &logits.geometry, self.hw.rows)
+    }
 }
 
 /// Pass `check`: refuse models the configured hardware cannot run, naming the layer.
