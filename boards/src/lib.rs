@@ -10,4 +10,4 @@ pub mod yosys;
 
 pub use board::{Board, BoardError, Family, Flow, Pins, Resources, BOARDS};
 pub use utilization::{Overflow, ResourceKind, Utilization};
-pub use yosys::{synth_ice40_stats, SynthError};
+pub use yosys::{synthesize, SynthError};

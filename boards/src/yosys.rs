@@ -7,6 +7,7 @@ use std::process::Command;
 
 use thiserror::Error;
 
+use crate::board::Family;
 use crate::utilization::Utilization;
 
 #[derive(Debug, Error)]
@@ -29,36 +30,57 @@ pub enum SynthError {
     BadStats { path: PathBuf, detail: String },
 }
 
-/// Synthesizes `verilog` for iCE40 with `synth_ice40` (with `-dsp` when `dsp`,
-/// so multipliers map onto SB_MAC16) and counts the primitives it produced.
-pub fn synth_ice40_stats(verilog: &Path, top: &str, dsp: bool) -> Result<Utilization, SynthError> {
-    synth_ice40_stats_with("yosys", verilog, top, dsp)
+/// Synthesizes `sources` (top module `top`) for `family` in `work`, leaving the
+/// netlist in `work/design.json` (for place-and-route), yosys's log in
+/// `work/yosys.log` and its statistics in `work/stat.json`. `dsp` maps multipliers
+/// onto the family's DSP blocks (off for devices without them, such as the HX8K).
+pub fn synthesize(family: Family, sources: &[PathBuf], top: &str, dsp: bool, work: &Path) -> Result<Utilization, SynthError> {
+    synthesize_with("yosys", family, sources, top, dsp, work)
 }
 
-/// [`synth_ice40_stats`] with the yosys program named, so tests can point it
-/// at a program that does not exist.
-fn synth_ice40_stats_with(yosys: &str, verilog: &Path, top: &str, dsp: bool) -> Result<Utilization, SynthError> {
+/// The yosys script for one family; netlist and statistics land in relative files.
+fn script(family: Family, top: &str, dsp: bool) -> String {
+    let stat = "tee -q -o stat.json stat -json";
+    match family {
+        Family::Ice40 => format!("synth_ice40{} -top {top} -json design.json; {stat}", if dsp { " -dsp" } else { "" }),
+        Family::Ecp5 => format!("synth_ecp5{} -top {top} -json design.json; {stat}", if dsp { "" } else { " -nodsp" }),
+        // yosys 0.23's synth_xilinx has no -json option.
+        Family::Xilinx7 => format!(
+            "synth_xilinx -family xc7{} -top {top}; write_json design.json; {stat}",
+            if dsp { "" } else { " -nodsp" }
+        ),
+    }
+}
+
+/// [`synthesize`] with the yosys program named, so tests can point it at a
+/// program that does not exist.
+fn synthesize_with(
+    yosys: &str,
+    family: Family,
+    sources: &[PathBuf],
+    top: &str,
+    dsp: bool,
+    work: &Path,
+) -> Result<Utilization, SynthError> {
     if !hdl::verilog::is_identifier(top) {
         return Err(SynthError::InvalidTop(top.to_string()));
     }
-    // Absolute, because yosys runs inside a scratch directory.
-    let verilog = verilog.canonicalize().map_err(|source| SynthError::InputMissing {
-        path: verilog.to_path_buf(),
-        source,
-    })?;
-    let scratch = tempfile::tempdir().map_err(|source| SynthError::Io {
-        tool: yosys.to_string(),
-        source,
-    })?;
-    let dsp_flag = if dsp { " -dsp" } else { "" };
-    // The Verilog path goes on the command line, not into the script, so no
-    // quoting is needed; yosys reads command-line files before running -p.
-    // The statistics land in a relative file inside the scratch directory.
-    let script = format!("synth_ice40{dsp_flag} -top {top}; tee -q -o stat.json stat -json");
+    // Absolute, because yosys runs inside `work`.
+    let sources = sources
+        .iter()
+        .map(|path| {
+            path.canonicalize().map_err(|source| SynthError::InputMissing {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The Verilog paths go on the command line, not into the script, so no quoting
+    // is needed; yosys reads command-line files before running -p.
     let output = Command::new(yosys)
-        .current_dir(scratch.path())
-        .args(["-q", "-p", &script, "-f", "verilog"])
-        .arg(&verilog)
+        .current_dir(work)
+        .args(["-q", "-l", "yosys.log", "-p", &script(family, top, dsp), "-f", "verilog"])
+        .args(&sources)
         .output()
         .map_err(|source| match source.kind() {
             ErrorKind::NotFound => SynthError::ToolMissing {
@@ -78,7 +100,7 @@ fn synth_ice40_stats_with(yosys: &str, verilog: &Path, top: &str, dsp: bool) -> 
                 .unwrap_or_else(|| "(no output)".into()),
         });
     }
-    let stats_path = scratch.path().join("stat.json");
+    let stats_path = work.join("stat.json");
     let stats = std::fs::read_to_string(&stats_path).map_err(|e| SynthError::BadStats {
         path: stats_path.clone(),
         detail: e.to_string(),
@@ -87,7 +109,7 @@ fn synth_ice40_stats_with(yosys: &str, verilog: &Path, top: &str, dsp: bool) -> 
         path: stats_path,
         detail,
     })?;
-    Ok(ice40_utilization(cells))
+    Ok(utilization(family, cells))
 }
 
 fn last_line(bytes: &[u8]) -> Option<String> {
@@ -115,18 +137,50 @@ fn cell_counts(stat_json: &str) -> Result<BTreeMap<String, u64>, String> {
         .collect()
 }
 
-/// Groups iCE40 primitives into resources. Every FF flavour is an SB_DFF*
-/// cell; EBR comes as SB_RAM40_4K or its negative-edge variants
-/// (SB_RAM40_4KNR/NW/NRNW).
-fn ice40_utilization(cells: BTreeMap<String, u64>) -> Utilization {
-    let sum =
-        |pred: &dyn Fn(&str) -> bool| -> u64 { cells.iter().filter(|(name, _)| pred(name)).map(|(_, n)| n).sum() };
+/// Groups a family's primitives into resources (units of [`crate::Resources`]).
+/// - iCE40: SB_LUT4; every SB_DFF* flavour; SB_MAC16; SB_RAM40_4K and its
+///   negative-edge variants; SB_SPRAM256KA.
+/// - ECP5: LUT4 plus two per CCU2C carry cell and four per 16x4 distributed RAM;
+///   TRELLIS_FF; MULT18X18D and ALU54B; DP16KD and PDPW16PF.
+/// - Xilinx 7: LUT1..LUT6 and LUT-based memories (four LUTs per RAM32M/RAM64M,
+///   two per dual-port RAM32X1D/RAM64X1D, one per SRL); FD*E; DSP48E1; RAMB36E1
+///   plus half a block per RAMB18E1.
+pub fn utilization(family: Family, cells: BTreeMap<String, u64>) -> Utilization {
+    let count = |name: &str| cells.get(name).copied().unwrap_or(0);
+    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 { cells.iter().filter(|(name, _)| pred(name)).map(|(_, n)| n).sum() };
+    let (lut, ff, dsp, bram, spram) = match family {
+        Family::Ice40 => (
+            count("SB_LUT4"),
+            sum(&|c| c.starts_with("SB_DFF")),
+            count("SB_MAC16"),
+            sum(&|c| c.starts_with("SB_RAM40_4K")),
+            count("SB_SPRAM256KA"),
+        ),
+        Family::Ecp5 => (
+            count("LUT4") + 2 * count("CCU2C") + 4 * count("TRELLIS_DPR16X4"),
+            count("TRELLIS_FF"),
+            count("MULT18X18D") + count("ALU54B"),
+            count("DP16KD") + count("PDPW16PF"),
+            0,
+        ),
+        Family::Xilinx7 => (
+            sum(&|c| c.len() == 4 && c.starts_with("LUT"))
+                + 4 * (count("RAM32M") + count("RAM64M"))
+                + 2 * (count("RAM32X1D") + count("RAM64X1D"))
+                + count("SRL16E")
+                + count("SRLC32E"),
+            sum(&|c| ["FDRE", "FDSE", "FDCE", "FDPE"].contains(&c)),
+            count("DSP48E1"),
+            count("RAMB36E1") + count("RAMB18E1").div_ceil(2),
+            0,
+        ),
+    };
     Utilization {
-        lut: sum(&|c| c == "SB_LUT4"),
-        ff: sum(&|c| c.starts_with("SB_DFF")),
-        dsp: sum(&|c| c == "SB_MAC16"),
-        bram: sum(&|c| c.starts_with("SB_RAM40_4K")),
-        spram: sum(&|c| c == "SB_SPRAM256KA"),
+        lut,
+        ff,
+        dsp,
+        bram,
+        spram,
         cells,
     }
 }
@@ -141,6 +195,12 @@ mod tests {
             println!("SKIPPED: yosys not found on PATH; run scripts/setup.sh");
         }
         present
+    }
+
+    /// iCE40 synthesis of one file in a scratch directory.
+    fn synth_ice40_stats(path: &Path, top: &str, dsp: bool) -> Result<Utilization, SynthError> {
+        let work = tempfile::tempdir().unwrap();
+        synthesize(Family::Ice40, &[path.to_path_buf()], top, dsp, work.path())
     }
 
     fn write_verilog(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -233,7 +293,8 @@ endmodule
     fn missing_yosys_is_reported_with_the_setup_hint() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_verilog(dir.path(), "counter.v", COUNTER);
-        let err = synth_ice40_stats_with("yosys-not-installed-here", &path, "counter", false).unwrap_err();
+        let err = synthesize_with("yosys-not-installed-here", Family::Ice40, &[path], "counter", false, dir.path())
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "yosys-not-installed-here not found on PATH; run scripts/setup.sh"
@@ -249,10 +310,40 @@ endmodule
     }
 
     #[test]
+    fn ecp5_and_xilinx_map_the_multiplier_and_memory_and_write_a_netlist() {
+        if !yosys_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_verilog(dir.path(), "mult_ram.v", MULT_AND_RAM);
+        for family in [Family::Ecp5, Family::Xilinx7] {
+            let work = tempfile::tempdir().unwrap();
+            let used = synthesize(family, std::slice::from_ref(&path), "mult_ram", true, work.path()).unwrap();
+            assert_eq!((used.dsp, used.bram), (1, 1), "{family:?}: {used:?}");
+            assert!(work.path().join("design.json").is_file(), "{family:?}");
+        }
+    }
+
+    #[test]
+    fn groups_ecp5_and_xilinx_cells() {
+        let cells = |json: &str| cell_counts(json).unwrap();
+        let ecp5 = utilization(
+            Family::Ecp5,
+            cells(r#"{"design": {"num_cells_by_type": {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "MULT18X18D": 2, "DP16KD": 1}}}"#),
+        );
+        assert_eq!((ecp5.lut, ecp5.ff, ecp5.dsp, ecp5.bram), (16, 7, 2, 1));
+        let x7 = utilization(
+            Family::Xilinx7,
+            cells(r#"{"design": {"num_cells_by_type": {"LUT3": 4, "LUT6": 2, "RAM32M": 1, "FDRE": 5, "FDSE": 1, "DSP48E1": 3, "RAMB18E1": 3, "CARRY4": 9}}}"#),
+        );
+        assert_eq!((x7.lut, x7.ff, x7.dsp, x7.bram), (10, 6, 3, 2));
+    }
+
+    #[test]
     fn parses_stat_json_and_groups_ice40_cells() {
         let json = r#"{"design": {"num_cells_by_type": {"SB_LUT4": 10, "SB_DFFER": 3,
             "SB_DFF": 2, "SB_MAC16": 1, "SB_RAM40_4KNR": 2, "SB_SPRAM256KA": 1, "SB_CARRY": 4}}}"#;
-        let used = ice40_utilization(cell_counts(json).unwrap());
+        let used = utilization(Family::Ice40, cell_counts(json).unwrap());
         assert_eq!((used.lut, used.ff, used.dsp, used.bram, used.spram), (10, 5, 1, 2, 1));
         assert_eq!(used.cells["SB_CARRY"], 4);
         assert!(cell_counts("{}").is_err());

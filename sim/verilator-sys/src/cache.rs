@@ -32,9 +32,15 @@ use crate::VerilatorError;
 /// from this crate's source location at compile time (a binary installed
 /// elsewhere should set `DIVQAT_CACHE_DIR`).
 pub fn default_cache_root() -> PathBuf {
+    divqat_cache_dir().join("verilator")
+}
+
+/// `$DIVQAT_CACHE_DIR` when set, otherwise `<workspace>/target/divqat-cache`: the
+/// root of every divqat cache (Verilator models here, synthesis runs in `boards`).
+pub fn divqat_cache_dir() -> PathBuf {
     match std::env::var_os("DIVQAT_CACHE_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("verilator"),
-        _ => workspace_dir().join("target/divqat-cache/verilator"),
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_dir().join("target/divqat-cache"),
     }
 }
 
@@ -67,6 +73,20 @@ pub enum Entry {
     Built,
 }
 
+/// An error of an [`ensure_entry`] fill: says whether the failed temporary
+/// directory is worth keeping for debugging.
+pub trait FillError: From<VerilatorError> {
+    fn keeps_build_dir(&self) -> bool {
+        false
+    }
+}
+
+impl FillError for VerilatorError {
+    fn keeps_build_dir(&self) -> bool {
+        VerilatorError::keeps_build_dir(self)
+    }
+}
+
 /// Makes sure directory `entry` exists, filling a fresh temporary sibling
 /// with `fill` and renaming it into place when it does not.
 ///
@@ -75,10 +95,10 @@ pub enum Entry {
 /// rename alone already keeps concurrent builds correct (where locking is
 /// unsupported the builds merely duplicate work). On failure the temporary
 /// directory is removed unless the error asks to keep it for debugging.
-pub fn ensure_entry(
+pub fn ensure_entry<E: FillError>(
     entry: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), VerilatorError>,
-) -> Result<Entry, VerilatorError> {
+    fill: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<Entry, E> {
     if entry.is_dir() {
         return Ok(Entry::Found);
     }
@@ -107,7 +127,8 @@ pub fn ensure_entry(
             action: "move the build into the cache at",
             path: entry.to_path_buf(),
             source,
-        }),
+        }
+        .into()),
     }
 }
 
@@ -198,7 +219,7 @@ mod tests {
 
         let built = ensure_entry(&entry, |temp| write_file(&temp.join("lib"), "1"));
         assert_eq!(built.unwrap(), Entry::Built);
-        let again = ensure_entry(&entry, |_| panic!("must not rebuild"));
+        let again = ensure_entry::<VerilatorError>(&entry, |_| panic!("must not rebuild"));
         assert_eq!(again.unwrap(), Entry::Found);
         assert_eq!(std::fs::read_to_string(entry.join("lib")).unwrap(), "1");
     }

@@ -29,7 +29,7 @@ pub mod ports;
 pub mod shim;
 
 pub use builder::{build_model, BuildOptions, BuildStats, ModelBuild, LIBRARY_NAME};
-pub use cache::default_cache_root;
+pub use cache::{default_cache_root, divqat_cache_dir, ensure_entry, hash_key, Entry, FillError};
 pub use ports::{parse_ports, Direction, Port, PortError, MAX_PORT_BITS};
 pub use shim::SHIM_VERSION;
 
