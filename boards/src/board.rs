@@ -20,11 +20,11 @@
 //! - Arty A7: 100 MHz on E3; USB UART `uart_txd_in` A9, `uart_rxd_out` D10; reset
 //!   button C2 (ck_rst, active low); LED 0 on H5.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// FPGA family; decides the synthesis flow and the primitive cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ice40,
@@ -45,7 +45,7 @@ impl Family {
 /// What one FPGA offers. Block counts are in the family's own primitive
 /// (SB_RAM40_4K / DP16KD / RAMB36E1 for block RAM; SB_MAC16 / MULT18X18D /
 /// DSP48E1 for DSP), the same units a synthesis report counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// LUTs of [`Family::lut_inputs`] inputs.
     pub lut: u64,
@@ -71,7 +71,7 @@ impl Resources {
 }
 
 /// How far the open tools installed here take a board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
     /// yosys, nextpnr-ice40 and icepack (Debian packages).

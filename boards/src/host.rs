@@ -6,7 +6,8 @@
 
 use std::io::{Read, Write};
 
-use compiler::isa::INSTRUCTION_BYTES;
+use compiler::cycles::transfer_beats;
+use compiler::isa::{Instruction, Op, INSTRUCTION_BYTES};
 use hdl::controller::INSN_USED_BYTES;
 use serde::Serialize;
 use thiserror::Error;
@@ -41,12 +42,47 @@ pub struct RunSummary {
     pub bytes_from_board: u64,
 }
 
-/// Bytes on the link for one run: what [`serve_run`] would move, per request kind,
-/// so the link-bound speed can be predicted without a board.
+/// Bytes on the link for one run: what [`serve_run`] moves, per request kind.
 pub fn link_bytes(bus_bytes: usize, fetches: u64, reads: u64, writes: u64) -> u64 {
     let strobe_bytes = bus_bytes.div_ceil(8) as u64;
     let (bus, insn) = (bus_bytes as u64, INSN_USED_BYTES as u64);
     1 + fetches * (5 + insn) + reads * (5 + bus) + writes * (5 + strobe_bytes + bus) + 6
+}
+
+/// The requests one run of `program` makes over the link: one fetch per
+/// instruction (plus the few the controller fetches past `end`, not counted),
+/// and the bus beats of its loads and stores; so the link-bound speed can be
+/// predicted without a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LinkTraffic {
+    pub fetches: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub bytes: u64,
+}
+
+impl LinkTraffic {
+    pub fn of_program(program: &[Instruction], bus_bytes: usize) -> Self {
+        let beats = |store: bool| -> u64 {
+            program
+                .iter()
+                .filter(|i| matches!(i.op, Op::Store { .. }) == store)
+                .map(|i| transfer_beats(&i.op, bus_bytes))
+                .sum()
+        };
+        let (fetches, reads, writes) = (program.len() as u64, beats(false), beats(true));
+        LinkTraffic {
+            fetches,
+            reads,
+            writes,
+            bytes: link_bytes(bus_bytes, fetches, reads, writes),
+        }
+    }
+
+    /// Runs per second a UART at `baud` (8N1: 10 bits a byte) can carry.
+    pub fn runs_per_second(&self, baud: u32) -> f64 {
+        f64::from(baud) / 10.0 / self.bytes as f64
+    }
 }
 
 /// Runs the program once on the board behind `from_board` / `to_board`, serving

@@ -1,8 +1,12 @@
-//! FPGA boards and the open synthesis flow: board descriptions with their
-//! resources, yosys resource estimates, and fit checks.
+//! FPGA boards and the open synthesis flow: board descriptions (resources,
+//! pins, clocks), the board wrapper with its UART host bridge, synthesis with
+//! yosys, place-and-route and bitstreams with nextpnr, fit checks, and the host
+//! side of the bridge.
 
 pub mod board;
+pub mod flow;
 pub mod host;
+pub mod nextpnr;
 pub mod pll;
 pub mod top;
 pub mod utilization;
@@ -10,4 +14,5 @@ pub mod yosys;
 
 pub use board::{Board, BoardError, Family, Flow, Pins, Resources, BOARDS};
 pub use utilization::{Overflow, ResourceKind, Utilization};
+pub use flow::{synthesize_board, SynthReport, SynthRequest};
 pub use yosys::{synthesize, SynthError};

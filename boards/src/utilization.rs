@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::board::Resources;
 
 /// Primitive counts from a synthesis report, in the same units as
 /// [`Resources`] (blocks, not bits, for memories).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Utilization {
     pub lut: u64,
     pub ff: u64,
@@ -22,7 +22,7 @@ pub struct Utilization {
 }
 
 /// A resource that a board can run out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResourceKind {
     Lut,
     Ff,
@@ -44,7 +44,7 @@ impl fmt::Display for ResourceKind {
 }
 
 /// One resource a design needs more of than the board has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overflow {
     pub resource: ResourceKind,
     pub used: u64,

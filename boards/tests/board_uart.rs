@@ -7,7 +7,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use boards::host::{link_bytes, serve_run};
+use boards::host::{link_bytes, serve_run, LinkTraffic};
 use boards::top::{BoardTop, BOARD_TOP};
 use boards::Board;
 use compiler::isa::encode;
@@ -80,7 +80,10 @@ fn host_runs_a_model_through_the_simulated_board_uart() {
             run.bytes_to_board + run.bytes_from_board,
             link_bytes(hw.bus_bytes, run.fetches, run.reads, run.writes)
         );
-        assert!(run.fetches >= compiled.program.len() as u64, "{run:?}");
+        let predicted = LinkTraffic::of_program(&compiled.program, hw.bus_bytes);
+        assert_eq!((run.reads, run.writes), (predicted.reads, predicted.writes), "{run:?}");
+        let prefetched = run.fetches - predicted.fetches;
+        assert!(prefetched <= hw.fetch_depth as u64, "{run:?}");
         println!("image {seed}: {run:?}");
     }
 }

@@ -124,6 +124,36 @@ pub fn transfer_cycles(x: &Transfer, bus_bytes: usize, word_bytes: usize, mem_la
     unreachable!()
 }
 
+/// Bus beats (external-memory requests) of a `load` or `store`, 0 for other
+/// instructions: row `i` takes `ceil((dram_i % bus_bytes + row_bytes) /
+/// bus_bytes)` beats (see [`transfer_cycles`]); what a memory behind the
+/// accelerator's read or write channel serves.
+pub fn transfer_beats(op: &Op, bus_bytes: usize) -> u64 {
+    let (dram, rows, row_bytes, dram_stride) = match *op {
+        Op::Load {
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            ..
+        }
+        | Op::Store {
+            dram,
+            rows,
+            row_bytes,
+            dram_stride,
+            ..
+        } => (dram as usize, rows as usize, row_bytes as usize, dram_stride as usize),
+        _ => return 0,
+    };
+    if row_bytes == 0 {
+        return 0;
+    }
+    (0..rows)
+        .map(|i| ((dram + i * dram_stride) % bus_bytes + row_bytes).div_ceil(bus_bytes) as u64)
+        .sum()
+}
+
 /// Cycles one instruction keeps its unit busy.
 pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
     let transfer = |store: bool, word: usize, dram: u32, rows: u16, row_bytes: u32, dram_stride: u32| {
