@@ -13,9 +13,9 @@ use boards::top::DEFAULT_BAUD;
 use boards::{synthesize_board, Board, SynthRequest};
 use clap::Args;
 use compiler::hw::HwConfig;
-use compiler::lower::CompileError;
 use serde::Serialize;
 
+use super::board_hw::smallest_config;
 use super::output::print_json;
 use super::synth::{model_costs, summarize, SynthSummary};
 
@@ -71,30 +71,6 @@ pub struct FitReport {
     pub best: Option<usize>,
     pub images_per_second: Option<f64>,
     pub candidates: Vec<Candidate>,
-}
-
-/// Instruction queue and fetch depth of fit candidates: the smallest the
-/// controller supports (each entry costs a few hundred flip-flops).
-const QUEUE_DEPTH: usize = 2;
-
-/// Small buffers for a `rows x cols` array, with the activation and output
-/// buffers doubled until `model` compiles (the only ones a layer can outgrow:
-/// `CompileError::DoesNotFit`), queues at their minimum depth.
-fn smallest_config(model: &compiler::Model, rows: usize, cols: usize, target_mhz: f64) -> Option<HwConfig> {
-    let mut hw = HwConfig::preset(rows, cols).ok()?;
-    hw.clock_mhz = target_mhz;
-    (hw.queue_depth, hw.fetch_depth) = (QUEUE_DEPTH, QUEUE_DEPTH);
-    (hw.act_buffer_words, hw.weight_buffer_words, hw.acc_buffer_words) = (256, 256, 256);
-    (hw.out_buffer_words, hw.param_buffer_entries) = (256, 64);
-    loop {
-        match compiler::lower::compile(model, &hw) {
-            Ok(_) => return Some(hw),
-            Err(CompileError::DoesNotFit { buffer: "activation", .. }) => hw.act_buffer_words *= 2,
-            Err(CompileError::DoesNotFit { buffer: "output", .. }) => hw.out_buffer_words *= 2,
-            Err(_) => return None,
-        }
-        hw.validate().ok()?;
-    }
 }
 
 /// Whether `a` is at least as large as `b` in every dimension that costs area.
@@ -235,3 +211,4 @@ fn print_table(report: &FitReport) {
         None => println!("no candidate fits and meets timing"),
     }
 }
+

@@ -3,6 +3,7 @@
 #[cfg(feature = "train")]
 mod attack;
 mod bench;
+mod board_hw;
 mod compile;
 mod data;
 mod eval;
