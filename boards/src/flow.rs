@@ -109,6 +109,17 @@ pub fn cache_root() -> PathBuf {
 /// Runs the flow (or finds it in the cache under `cache`) and copies its
 /// artifacts into `out`: sources, constraints, logs, report and bitstream.
 pub fn synthesize_board(request: &SynthRequest, cache: &Path, out: &Path) -> Result<(SynthReport, Entry), FlowError> {
+    synthesize_board_with_progress(request, cache, out, &|_| {})
+}
+
+/// [`synthesize_board`], calling `on_step` with each tool's name as it starts
+/// ("yosys", "nextpnr", "pack"), for a progress display.
+pub fn synthesize_board_with_progress(
+    request: &SynthRequest,
+    cache: &Path,
+    out: &Path,
+    on_step: &dyn Fn(&str),
+) -> Result<(SynthReport, Entry), FlowError> {
     let board = request.board;
     let top = BoardTop::new(board, request.hw, request.target_mhz, request.baud)?;
     let accelerator = hdl::accelerator_verilog(request.hw);
@@ -128,7 +139,7 @@ pub fn synthesize_board(request: &SynthRequest, cache: &Path, out: &Path) -> Res
         write(&work.join("accelerator.v"), &accelerator)?;
         write(&work.join("board_top.v"), &top.verilog)?;
         write(&work.join(format!("board.{}", constraints_extension(board.family))), &top.constraints)?;
-        let report = run_tools(request, &top, &key, versions, work)?;
+        let report = run_tools(request, &top, &key, versions, work, on_step)?;
         let json = serde_json::to_string_pretty(&report).expect("reports serialize");
         write(&work.join(REPORT_FILE), &json)
     })?;
@@ -147,15 +158,26 @@ pub fn synthesize_board(request: &SynthRequest, cache: &Path, out: &Path) -> Res
 }
 
 /// yosys, then (where the board's flow has them) nextpnr and the packer.
-fn run_tools(request: &SynthRequest, top: &BoardTop, key: &str, tool_versions: Vec<String>, work: &Path) -> Result<SynthReport, FlowError> {
+fn run_tools(
+    request: &SynthRequest,
+    top: &BoardTop,
+    key: &str,
+    tool_versions: Vec<String>,
+    work: &Path,
+    on_step: &dyn Fn(&str),
+) -> Result<SynthReport, FlowError> {
     let board = request.board;
+    on_step("yosys");
     let sources = [work.join("accelerator.v"), work.join("board_top.v")];
     let synthesized = synthesize(board.family, &sources, BOARD_TOP, board.resources.dsp > 0, work)?;
     // Synthesis counts are lower bounds of what placement needs: a design that
     // overflows already is refused without a place-and-route attempt.
     let synthesis_overflows = board.resources.fits(&synthesized).err().unwrap_or_default();
     let pnr = match tools(board.flow) {
-        Some(_) if synthesis_overflows.is_empty() => Some(place_and_route(board, work, request.target_mhz, request.seed)?),
+        Some(_) if synthesis_overflows.is_empty() => {
+            on_step("nextpnr");
+            Some(place_and_route(board, work, request.target_mhz, request.seed, on_step)?)
+        }
         _ => None,
     };
     // The netlist is large and only place-and-route reads it.

@@ -14,5 +14,5 @@ pub mod yosys;
 
 pub use board::{Board, BoardError, Family, Flow, Pins, Resources, BOARDS};
 pub use utilization::{Overflow, ResourceKind, Utilization};
-pub use flow::{synthesize_board, SynthReport, SynthRequest};
+pub use flow::{synthesize_board, synthesize_board_with_progress, SynthReport, SynthRequest};
 pub use yosys::{synthesize, SynthError};

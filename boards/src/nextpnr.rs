@@ -86,7 +86,13 @@ pub fn bitstream_name(family: Family) -> &'static str {
 
 /// Places and routes `work/design.json` for `board` at `target_mhz` and packs the
 /// bitstream when it routes. The log is `work/nextpnr.log`.
-pub fn place_and_route(board: &Board, work: &Path, target_mhz: f64, seed: u64) -> Result<PnrOutcome, SynthError> {
+pub fn place_and_route(
+    board: &Board,
+    work: &Path,
+    target_mhz: f64,
+    seed: u64,
+    on_step: &dyn Fn(&str),
+) -> Result<PnrOutcome, SynthError> {
     let (nextpnr, pack) = tools(board.flow).expect("a flow with place-and-route");
     let constraints = format!("board.{}", constraints_extension(board.family));
     let mut command = Command::new(&nextpnr);
@@ -124,6 +130,7 @@ pub fn place_and_route(board: &Board, work: &Path, target_mhz: f64, seed: u64) -
             routed,
         });
     }
+    on_step("pack");
     let packed_input = if board.family == Family::Ice40 { "design.asc" } else { "design.config" };
     let pack_output = run(
         Command::new(&pack).current_dir(work).args([packed_input, bitstream_name(board.family)]),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use boards::flow::cache_root;
 use boards::host::LinkTraffic;
 use boards::top::DEFAULT_BAUD;
-use boards::{synthesize_board, Board, SynthReport, SynthRequest};
+use boards::{synthesize_board_with_progress, Board, SynthReport, SynthRequest};
 use clap::Args;
 use compiler::cycles::schedule;
 use compiler::hw::HwConfig;
@@ -131,10 +131,11 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         baud: args.baud,
         seed: args.seed,
     };
-    if !args.json {
-        eprintln!("synthesizing for {} ({}); the first run takes minutes, a cached one none", board.name, board.device);
-    }
-    let (report, entry) = synthesize_board(&request, &cache_root(), &args.out)?;
+    let spinner = tool_spinner(board, args.json);
+    let (report, entry) = synthesize_board_with_progress(&request, &cache_root(), &args.out, &|tool| {
+        spinner.set_message(format!("{}: running {tool}", board.name));
+    })?;
+    spinner.finish_and_clear();
     let summary = summarize(&report, &args.out, costs, entry == verilator_sys::Entry::Found);
     if args.json {
         print_json(&summary)?;
@@ -145,6 +146,16 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         bail!("the design does not fit {} ({}): {}", board.name, board.device, report.overflow_summary());
     }
     Ok(())
+}
+
+/// A spinner naming the running tool (yosys takes minutes on a whole design);
+/// hidden with `--json` and when stderr is not a terminal.
+pub fn tool_spinner(board: &Board, json: bool) -> indicatif::ProgressBar {
+    let spinner = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"));
+    spinner.set_message(format!("{}: looking up the synthesis cache", board.name));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
 }
 
 fn print_text(s: &SynthSummary) {
