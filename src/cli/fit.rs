@@ -212,3 +212,24 @@ fn print_table(report: &FitReport) {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dominance_is_every_dimension_at_least_as_large() {
+        let small = HwConfig::preset(1, 1).unwrap();
+        let mut big = HwConfig::preset(2, 2).unwrap();
+        assert!(at_least_as_large(&big, &small));
+        big.act_buffer_words = small.act_buffer_words - 1;
+        assert!(!at_least_as_large(&big, &small));
+        assert!(at_least_as_large(&small, &small));
+    }
+
+    #[test]
+    fn shapes_parse_or_name_the_bad_one() {
+        assert_eq!(parse_shape("2x4").unwrap(), (2, 4));
+        assert!(parse_shape("2by4").unwrap_err().to_string().contains("\"2by4\" is not RxC"));
+    }
+}
