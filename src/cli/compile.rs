@@ -93,7 +93,7 @@ fn region_json(c: &Compiled, r: &compiler::lower::layout::Region) -> RegionJson 
     }
 }
 
-fn write_build(dir: &Path, c: &Compiled, r: &CycleReport) -> anyhow::Result<()> {
+pub fn write_build(dir: &Path, c: &Compiled, r: &CycleReport) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);

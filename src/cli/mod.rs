@@ -10,6 +10,8 @@ mod eval;
 #[cfg(feature = "train")]
 mod experiment;
 mod fit;
+#[cfg(feature = "train")]
+mod flow;
 mod inspect;
 mod output;
 mod random_model;
@@ -24,9 +26,8 @@ mod train;
 use clap::{Parser, Subcommand};
 
 const PLANNED: &str = "\
-Planned subcommands (not available yet): flow.
-
 Examples:
+  divqat flow                                   # the whole story: train, verify, attack, synthesize, report
   divqat data list
   divqat train --mode fp --out runs/fp
   divqat train --mode qat --teacher runs/fp --out runs/qat
@@ -79,6 +80,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Find the fastest accelerator configuration for a model that fits a board and meets its clock.
     Fit(fit::FitArgs),
+    /// The whole flow: train FP/QAT/DivQAT, evaluate, compile, simulate, attack, synthesize, report.
+    #[cfg(feature = "train")]
+    Flow(Box<flow::FlowArgs>),
     /// Measure throughput (reports ratios against a baseline run in the same process).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -102,5 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attack(args) => attack::run(*args),
         #[cfg(feature = "train")]
         Command::Experiment(args) => experiment::run(args),
+        #[cfg(feature = "train")]
+        Command::Flow(args) => flow::run(*args),
     }
 }
