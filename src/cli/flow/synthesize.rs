@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use boards::flow::cache_root;
-use boards::{synthesize_board, Board, SynthRequest};
+use boards::{synthesize_board_with_progress, Board, SynthRequest};
 use compiler::hw::HwConfig;
 
 use super::super::synth::{model_costs, summarize};
@@ -31,7 +31,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         "{} for {} ({}x{}; yosys takes minutes, a cached design none)",
         board.device, board.name, hw.rows, hw.cols
     ));
-    let (report, entry) = synthesize_board(&request, &cache_root(), &out)?;
+    let progress = ctx.progress;
+    let (report, entry) = synthesize_board_with_progress(&request, &cache_root(), &out, &|tool| {
+        progress.message(format!("{} for {}: running {tool}", board.device, board.name));
+    })?;
     let cached = entry == verilator_sys::Entry::Found;
     let s = summarize(&report, &out, Some(costs), cached);
     let result = BoardResult {
