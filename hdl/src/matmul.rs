@@ -101,6 +101,9 @@ pub const ADDR: usize = 16;
 /// Width of window offsets: 16-bit fields plus sign and headroom (docs/isa.md §4).
 pub const COORD: usize = MATMUL_OFFSET_BITS;
 
+/// A field of [`MatmulSetup`], its widened copy, and whether it is signed.
+type Widened<'a> = (&'a Signal<In, Bits<16>>, &'a mut Signal<Out, Bits<COORD>>, bool);
+
 /// Per-instruction values of the address generator (see module docs): the
 /// offset fields widened to `COORD` bits (`y0`, `x0`, `x_first`, `x_last` are
 /// i16 bit patterns, sign-extended; the others zero-extended), `pixels - 1`, and
@@ -157,8 +160,9 @@ impl MatmulSetup {
         }
     }
 
-    /// (input, output) of the sign-extended and of the zero-extended fields.
-    fn widened(&mut self) -> [(&Signal<In, Bits<16>>, &mut Signal<Out, Bits<COORD>>, bool); 8] {
+    /// Each 16-bit field, its `COORD`-bit copy and whether it is sign-extended
+    /// (`hdl` lists the same fields; the Verilator replay test checks they agree).
+    fn widened(&mut self) -> [Widened<'_>; 8] {
         [
             (&self.y0, &mut self.y0_c, true),
             (&self.x0, &mut self.x0_c, true),
