@@ -195,18 +195,9 @@ pub fn cost(hw: &HwConfig, op: &Op) -> u64 {
         // slice but the last streams its pixels while the next slice's weights shift
         // into the shadow registers, so it costs max(pixels, r); the last slice streams
         // its pixels, and its last result leaves column c after r + c more cycles.
-        Op::Matmul {
-            out_h,
-            out_w,
-            slice_begin,
-            slice_end,
-            ..
-        } => matmul_instruction_cycles(
-            hw.rows,
-            hw.cols,
-            slice_end.saturating_sub(slice_begin) as usize,
-            out_h as usize * out_w as usize,
-        ),
+        Op::Matmul { slices, pixels, .. } => {
+            matmul_instruction_cycles(hw.rows, hw.cols, slices as usize, pixels as usize)
+        }
         // hdl::PostUnit: the `channels` parameter entries are read one per cycle (one
         // port); then one cycle per output word written: pixel p's `channels*e` bytes
         // (e = 2 when bits > 8) start `b = (p*out_stride + lane*e) % rows` bytes into a

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::arith::{self, AddRescale, DType, Requant};
 use crate::backend::{Backend, BackendError, Inference};
 use crate::hw::{HwConfig, PARAM_ENTRY_BYTES};
-use crate::isa::{buffer, pool_mode, Instruction, Op};
+use crate::isa::{buffer, matmul_flags, matmul_walk, pool_mode, Instruction, Op, MATMUL_OFFSET_BITS};
 use crate::lower::pack::read_param;
 use crate::lower::Compiled;
 
@@ -27,6 +27,12 @@ pub enum ExecError {
     },
     #[error("the program ended without an `end` instruction")]
     NoEnd,
+    #[error("instruction {index} ({mnemonic}): undefined: {what}")]
+    Undefined {
+        index: usize,
+        mnemonic: &'static str,
+        what: &'static str,
+    },
 }
 
 /// Machine state: external memory and the five on-chip buffers, as bytes (the
@@ -65,6 +71,15 @@ fn span(
             len,
             size,
         }),
+    }
+}
+
+/// An instruction outside the ISA's defined behaviour (docs/isa.md §4).
+fn undefined(ctx: Ctx, what: &'static str) -> ExecError {
+    ExecError::Undefined {
+        index: ctx.index,
+        mnemonic: ctx.mnemonic,
+        what,
     }
 }
 
@@ -266,54 +281,57 @@ impl<'a> Machine<'a> {
     fn matmul(&mut self, ctx: Ctx, op: &Op) -> Result<(), ExecError> {
         let Op::Matmul {
             act,
-            tile_h,
-            tile_w,
-            groups,
-            kernel_w,
-            stride,
-            origin_y,
-            origin_x,
-            out_h,
+            tile_words,
+            pitch,
+            y0,
+            x0,
+            x_first,
+            x_last,
+            ox_step,
+            oy_step,
             out_w,
+            pixels,
             wgt,
-            slice_begin,
-            slice_end,
+            slices,
             acc,
-            accumulate,
-            act_signed,
-            ..
+            flags,
         } = *op
         else {
             unreachable!("matmul")
         };
+        if slices == 0 || pixels == 0 || out_w == 0 {
+            return Err(undefined(ctx, "slices, pixels and out_w must be at least 1"));
+        }
         let (r, c) = (self.hw.rows, self.hw.cols);
-        let (groups, kw) = (groups.max(1) as usize, kernel_w.max(1) as usize);
-        let pixels = out_h as usize * out_w as usize;
+        let (pixels, out_w) = (pixels as usize, out_w as usize);
         let acc_span = span(ctx, "accumulator", acc as usize * c, pixels * c, self.acc.len())?;
-        let slices = slice_begin as usize..slice_end as usize;
-        span(ctx, "weight", wgt as usize * c, slices.len() * r * c, self.wgt.len())?;
+        span(ctx, "weight", wgt as usize * c, slices as usize * r * c, self.wgt.len())?;
+        let walk: Vec<(i64, i64)> = matmul_walk(y0, x0, x_first, x_last, pitch)
+            .take(slices as usize)
+            .collect();
+        let limit = 1i64 << (MATMUL_OFFSET_BITS - 1);
         let mut sums = vec![0i32; c];
         for p in 0..pixels {
-            let (oy, ox) = (p / out_w as usize, p % out_w as usize);
+            let (oy, ox) = ((p / out_w) as i64, (p % out_w) as i64);
             let base = acc_span.start + p * c;
             for (j, s) in sums.iter_mut().enumerate() {
-                *s = if accumulate != 0 { self.acc[base + j] } else { 0 };
+                *s = if flags & matmul_flags::ACCUMULATE != 0 { self.acc[base + j] } else { 0 };
             }
-            for s in slices.clone() {
-                let (pos, g) = (s / groups, s % groups);
-                let iy = (oy * stride as usize + pos / kw) as isize + origin_y as isize;
-                let ix = (ox * stride as usize + pos % kw) as isize + origin_x as isize;
-                if iy < 0 || ix < 0 || iy >= tile_h as isize || ix >= tile_w as isize {
+            for (j, &(ys, xs)) in walk.iter().enumerate() {
+                let (y, x) = (ys + oy * oy_step as i64, xs + ox * ox_step as i64);
+                if !(-limit..limit).contains(&y) || !(-limit..limit).contains(&x) {
+                    return Err(undefined(ctx, "a window offset outside the 18-bit range"));
+                }
+                if !(0..tile_words as i64).contains(&y) || !(0..pitch as i64).contains(&x) {
                     continue; // zero padding
                 }
-                let word = act as usize + (iy as usize * tile_w as usize + ix as usize) * groups + g;
-                let a = span(ctx, "activation", word * r, r, self.act.len())?;
-                let w0 = (wgt as usize + (s - slice_begin as usize) * r) * c;
+                let a = span(ctx, "activation", (act as i64 + y + x) as usize * r, r, self.act.len())?;
+                let w0 = (wgt as usize + j * r) * c;
                 for (lane, &byte) in self.act[a].iter().enumerate() {
-                    let x = value(byte, act_signed != 0);
+                    let v = value(byte, flags & matmul_flags::ACT_SIGNED != 0);
                     let row = &self.wgt[w0 + lane * c..w0 + (lane + 1) * c];
                     for (sum, &w) in sums.iter_mut().zip(row) {
-                        *sum = sum.wrapping_add(x * w as i8 as i32);
+                        *sum = sum.wrapping_add(v * w as i8 as i32);
                     }
                 }
             }

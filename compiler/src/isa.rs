@@ -1,4 +1,4 @@
-//! The accelerator's instruction set (docs/isa.md): fixed 32-byte instructions with an
+//! The accelerator's instruction set (docs/isa.md): fixed 64-byte instructions with an
 //! opcode, a dependency mask and typed fields. One declaration below defines each
 //! instruction's fields once; the binary encoding, the text form (assembler and
 //! disassembler) and the field list are all derived from it.
@@ -137,13 +137,13 @@ instructions! {
     /// Copy `rows` rows of `row_bytes` from the output buffer (word `addr + i*buf_stride`)
     /// to external memory at `dram + i*dram_stride`.
     Store = 2, Store, "store" { addr: u16, dram: u32, rows: u16, row_bytes: u32, dram_stride: u32, buf_stride: u32 }
-    /// Multiply an activation tile by weight slices into the accumulator buffer (docs/isa.md).
+    /// Multiply an activation tile by weight slices into the accumulator buffer: the
+    /// window walk of docs/isa.md §4 in word offsets ([`MatmulWindow`] builds it from
+    /// a convolution window). `flags`: bit 0 accumulate, bit 1 signed activations.
     Matmul = 3, Exec, "matmul" {
-        act: u16, tile_h: u16, tile_w: u16, groups: u16,
-        kernel_h: u8, kernel_w: u8, stride: u8, origin_y: i16, origin_x: i16,
-        out_h: u16, out_w: u16,
-        wgt: u16, slice_begin: u16, slice_end: u16,
-        acc: u16, accumulate: u8, act_signed: u8
+        act: u16, tile_words: u16, pitch: u16,
+        y0: i16, x0: i16, x_first: i16, x_last: i16, ox_step: u16, oy_step: u16,
+        out_w: u16, pixels: u16, wgt: u16, slices: u16, acc: u16, flags: u8
     }
     /// Bias, requantize and clamp accumulators into the output buffer.
     Post = 4, Exec, "post" {
@@ -163,6 +163,110 @@ instructions! {
     }
     /// End of the program: raise done once every unit is idle.
     End = 7, Exec, "end" {}
+}
+
+/// Bits of `matmul`'s `flags`.
+pub mod matmul_flags {
+    /// Add to the accumulators instead of overwriting them.
+    pub const ACCUMULATE: u8 = 1;
+    /// Activation bytes are two's complement (zero-extended otherwise).
+    pub const ACT_SIGNED: u8 = 2;
+}
+
+/// Width of the two's complement window offsets the hardware computes: every offset
+/// `Y`, `X` a `matmul` forms must lie in `[-2^17, 2^17)` (docs/isa.md §4).
+pub const MATMUL_OFFSET_BITS: usize = 18;
+
+/// The window offsets `(Y_j, X_j)` of a `matmul`'s slices `j = 0, 1, ...` (docs/isa.md
+/// §4): slice 0 is at `(y0, x0)`; the next slice is one word right, or, after the one
+/// at `x_last`, one tile row (`pitch` words) down at `x_first`.
+pub fn matmul_walk(y0: i16, x0: i16, x_first: i16, x_last: i16, pitch: u16) -> impl Iterator<Item = (i64, i64)> {
+    std::iter::successors(Some((y0 as i64, x0 as i64)), move |&(y, x)| {
+        Some(if x == x_last as i64 {
+            (y + pitch as i64, x_first as i64)
+        } else {
+            (y, x + 1)
+        })
+    })
+}
+
+/// A `matmul` as a convolution window, the form the compiler thinks in: output pixel
+/// `(oy, ox)` of the `out_h x out_w` tile and slice `s = (ky*kernel_w + kx)*groups +
+/// g` read tile pixel `(oy*stride + ky + origin_y, ox*stride + kx + origin_x)`, group
+/// `g`, of the `tile_h x tile_w` tile (`groups` words per pixel) at word `act`, and
+/// a zero word outside the tile. [`MatmulWindow::op`] encodes it as the
+/// instruction's walk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatmulWindow {
+    pub act: u16,
+    pub tile_h: usize,
+    pub tile_w: usize,
+    pub groups: usize,
+    pub kernel_w: usize,
+    pub stride: usize,
+    pub origin_y: isize,
+    pub origin_x: isize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub wgt: u16,
+    /// Slices `[start, end)`; weight buffer word `wgt` starts slice `start`.
+    pub slices: std::ops::Range<usize>,
+    pub acc: u16,
+    pub accumulate: bool,
+    pub act_signed: bool,
+}
+
+/// A `matmul` value outside its instruction field, or a window offset outside
+/// [`MATMUL_OFFSET_BITS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("matmul {what} = {value} is out of range")]
+pub struct MatmulRange {
+    pub what: &'static str,
+    pub value: i64,
+}
+
+impl MatmulWindow {
+    /// The instruction (`groups` and `kernel_w` must be at least 1). Offsets are
+    /// exact integers; the extremes of the walk are checked against
+    /// [`MATMUL_OFFSET_BITS`]: `Y` grows with the slices and the output rows, `X`
+    /// stays within `[x_first, x_last]` plus the output columns.
+    pub fn op(&self) -> Result<Op, MatmulRange> {
+        let (g, kw) = (self.groups as i64, self.kernel_w as i64);
+        let (oy, ox) = (self.origin_y as i64, self.origin_x as i64);
+        let pitch = self.tile_w as i64 * g;
+        let (s0, s_last) = (self.slices.start as i64, self.slices.end as i64 - 1);
+        let (ky0, kx0, g0) = (s0 / g / kw, s0 / g % kw, s0 % g);
+        let (oy_step, ox_step) = (self.stride as i64 * pitch, self.stride as i64 * g);
+        let x_last = (ox + kw) * g - 1;
+        let y_max = (s_last / g / kw + oy) * pitch + (self.out_h as i64 - 1) * oy_step;
+        let x_max = x_last + (self.out_w as i64 - 1) * ox_step;
+        let limit = 1i64 << (MATMUL_OFFSET_BITS - 1);
+        for (what, value) in [("largest row offset", y_max), ("largest column offset", x_max)] {
+            if value >= limit {
+                return Err(MatmulRange { what, value });
+            }
+        }
+        let u = |what: &'static str, value: i64| u16::try_from(value).map_err(|_| MatmulRange { what, value });
+        let i = |what: &'static str, value: i64| i16::try_from(value).map_err(|_| MatmulRange { what, value });
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        Ok(Op::Matmul {
+            act: self.act,
+            tile_words: u("tile_words", self.tile_h as i64 * pitch)?,
+            pitch: u("pitch", pitch)?,
+            y0: i("y0", (ky0 + oy) * pitch)?,
+            x0: i("x0", (kx0 + ox) * g + g0)?,
+            x_first: i("x_first", ox * g)?,
+            x_last: i("x_last", x_last)?,
+            ox_step: u("ox_step", ox_step)?,
+            oy_step: u("oy_step", oy_step)?,
+            out_w: u("out_w", self.out_w as i64)?,
+            pixels: u("pixels", (self.out_h * self.out_w) as i64)?,
+            wgt: self.wgt,
+            slices: u("slices", self.slices.len() as i64)?,
+            acc: self.acc,
+            flags: flag(self.accumulate, matmul_flags::ACCUMULATE) | flag(self.act_signed, matmul_flags::ACT_SIGNED),
+        })
+    }
 }
 
 /// How many instructions of each unit must have completed before one may start
@@ -344,22 +448,20 @@ mod tests {
                 },
                 op: Op::Matmul {
                     act: 0,
-                    tile_h: 30,
-                    tile_w: 30,
-                    groups: 1,
-                    kernel_h: 3,
-                    kernel_w: 3,
-                    stride: 1,
-                    origin_y: -1,
-                    origin_x: -1,
-                    out_h: 28,
+                    tile_words: 900,
+                    pitch: 30,
+                    y0: -30,
+                    x0: -1,
+                    x_first: -1,
+                    x_last: 1,
+                    ox_step: 1,
+                    oy_step: 30,
                     out_w: 28,
+                    pixels: 784,
                     wgt: 0,
-                    slice_begin: 0,
-                    slice_end: 9,
+                    slices: 9,
                     acc: 0,
-                    accumulate: 0,
-                    act_signed: 0,
+                    flags: matmul_flags::ACT_SIGNED,
                 },
             },
             Instruction::new(Op::Post {
@@ -445,7 +547,7 @@ mod tests {
             IsaError::UnknownOpcode { index: 2, opcode: 99 }
         );
         let err = assemble("end\nmatmul act=1").unwrap_err().to_string();
-        assert!(err.starts_with("line 2: field 'tile_h' missing"), "{err}");
+        assert!(err.starts_with("line 2: field 'tile_words' missing"), "{err}");
         assert!(assemble("jump to=3")
             .unwrap_err()
             .to_string()
@@ -464,6 +566,90 @@ mod tests {
                 .to_string()
                 .contains("'x' is not a u16")
         );
+    }
+
+    /// A random convolution window as the compiler emits them: padding, strides,
+    /// groups, any first slice, tiles smaller than the window.
+    fn random_window(rng: &mut impl rand::Rng) -> MatmulWindow {
+        let (kh, kw) = (rng.gen_range(1..=4), rng.gen_range(1..=4));
+        let groups = rng.gen_range(1..=3);
+        let total = kh * kw * groups;
+        let start = rng.gen_range(0..total);
+        MatmulWindow {
+            act: rng.gen_range(0..100),
+            tile_h: rng.gen_range(1..=6),
+            tile_w: rng.gen_range(1..=6),
+            groups,
+            kernel_w: kw,
+            stride: rng.gen_range(1..=3),
+            origin_y: -rng.gen_range(0..=2),
+            origin_x: -rng.gen_range(0..=2),
+            out_h: rng.gen_range(1..=4),
+            out_w: rng.gen_range(1..=4),
+            wgt: 0,
+            slices: start..rng.gen_range(start + 1..=total),
+            acc: 0,
+            accumulate: rng.gen(),
+            act_signed: rng.gen(),
+        }
+    }
+
+    /// The walk of `MatmulWindow::op` reads, for every slice and output pixel, the
+    /// word the window definition names, and pads exactly where it pads.
+    #[test]
+    fn the_walk_reads_the_window() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let w = random_window(&mut rng);
+            let Ok(Op::Matmul { act, tile_words, pitch, y0, x0, x_first, x_last, ox_step, oy_step, out_w, pixels, slices, flags, .. }) = w.op() else {
+                panic!("{w:?}");
+            };
+            assert_eq!((pixels as usize, slices as usize), (w.out_h * w.out_w, w.slices.len()));
+            assert_eq!(flags, w.accumulate as u8 | (w.act_signed as u8) << 1);
+            let walk = matmul_walk(y0, x0, x_first, x_last, pitch);
+            for (s, (ys, xs)) in w.slices.clone().zip(walk) {
+                let (pos, g) = (s / w.groups, s % w.groups);
+                for p in 0..pixels as usize {
+                    let (oy, ox) = (p / out_w as usize, p % out_w as usize);
+                    let iy = (oy * w.stride + pos / w.kernel_w) as isize + w.origin_y;
+                    let ix = (ox * w.stride + pos % w.kernel_w) as isize + w.origin_x;
+                    let inside = (0..w.tile_h as isize).contains(&iy) && (0..w.tile_w as isize).contains(&ix);
+                    let want = inside.then(|| act as usize + (iy as usize * w.tile_w + ix as usize) * w.groups + g);
+                    let (y, x) = (ys + (oy as i64) * oy_step as i64, xs + (ox as i64) * ox_step as i64);
+                    let read = ((0..tile_words as i64).contains(&y) && (0..pitch as i64).contains(&x))
+                        .then(|| (act as i64 + y + x) as usize);
+                    assert_eq!(read, want, "{w:?}, slice {s}, pixel {p}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn windows_beyond_the_offset_range_are_refused() {
+        let mut w = MatmulWindow {
+            act: 0,
+            tile_h: 1,
+            tile_w: 1024,
+            groups: 64,
+            kernel_w: 1,
+            stride: 1,
+            origin_y: 0,
+            origin_x: 0,
+            out_h: 1,
+            out_w: 1,
+            wgt: 0,
+            slices: 0..1,
+            acc: 0,
+            accumulate: false,
+            act_signed: false,
+        };
+        assert_eq!(w.op().unwrap_err(), MatmulRange { what: "tile_words", value: 65536 });
+        // 9 output rows 16384 words apart: the last row's offset is 2^17.
+        (w.tile_w, w.groups, w.out_h) = (512, 32, 9);
+        assert_eq!(w.op().unwrap_err(), MatmulRange { what: "largest row offset", value: 1 << 17 });
+        w.out_h = 8;
+        assert!(w.op().is_ok());
     }
 
     proptest! {

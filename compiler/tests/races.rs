@@ -80,29 +80,16 @@ fn accesses(hw: &HwConfig, op: &Op) -> Vec<(Mem, std::ops::Range<usize>, bool)> 
         }
         Op::Matmul {
             act,
-            tile_h,
-            tile_w,
-            groups,
+            tile_words,
             wgt,
-            slice_begin,
-            slice_end,
+            slices,
             acc,
-            out_h,
-            out_w,
+            pixels,
             ..
         } => {
-            let act_words = tile_h as usize * tile_w as usize * groups as usize;
-            out.push((Mem::Act, act as usize * r..(act as usize + act_words) * r, false));
-            out.push((
-                Mem::Wgt,
-                wgt as usize * c..(wgt as usize + (slice_end - slice_begin) as usize * r) * c,
-                false,
-            ));
-            out.push((
-                Mem::Acc,
-                acc as usize * c..(acc as usize + out_h as usize * out_w as usize) * c,
-                true,
-            ));
+            out.push((Mem::Act, act as usize * r..(act as usize + tile_words as usize) * r, false));
+            out.push((Mem::Wgt, wgt as usize * c..(wgt as usize + slices as usize * r) * c, false));
+            out.push((Mem::Acc, acc as usize * c..(acc as usize + pixels as usize) * c, true));
         }
         Op::Post {
             acc,

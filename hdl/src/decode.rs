@@ -127,23 +127,22 @@ pub struct ExecDecode {
     pub is_post: Signal<Out, Bit>,
     pub is_pool: Signal<Out, Bit>,
     pub is_add: Signal<Out, Bit>,
-    /// `matmul`: act@14 tile_h@16 tile_w@18 groups@20 kernel_h@22 kernel_w@23
-    /// stride@24 origin_y@25 origin_x@27 out_h@29 out_w@31 wgt@33 slice_begin@35
-    /// slice_end@37 acc@39 accumulate@41 act_signed@42.
+    /// `matmul`: act@14 tile_words@16 pitch@18 y0@20 x0@22 x_first@24 x_last@26
+    /// ox_step@28 oy_step@30 out_w@32 pixels@34 wgt@36 slices@38 acc@40 flags@42
+    /// (bit 0 `accumulate`, bit 1 `act_signed`; the other six are `unused_mm_flags`).
     pub mm_act: Signal<Out, B16>,
-    pub mm_tile_h: Signal<Out, B16>,
-    pub mm_tile_w: Signal<Out, B16>,
-    pub mm_groups: Signal<Out, B16>,
-    pub mm_kernel_h: Signal<Out, Bits<8>>,
-    pub mm_kernel_w: Signal<Out, Bits<8>>,
-    pub mm_stride: Signal<Out, Bits<8>>,
-    pub mm_origin_y: Signal<Out, B16>,
-    pub mm_origin_x: Signal<Out, B16>,
-    pub mm_out_h: Signal<Out, B16>,
+    pub mm_tile_words: Signal<Out, B16>,
+    pub mm_pitch: Signal<Out, B16>,
+    pub mm_y0: Signal<Out, B16>,
+    pub mm_x0: Signal<Out, B16>,
+    pub mm_x_first: Signal<Out, B16>,
+    pub mm_x_last: Signal<Out, B16>,
+    pub mm_ox_step: Signal<Out, B16>,
+    pub mm_oy_step: Signal<Out, B16>,
     pub mm_out_w: Signal<Out, B16>,
+    pub mm_pixels: Signal<Out, B16>,
     pub mm_wgt: Signal<Out, B16>,
-    pub mm_slice_begin: Signal<Out, B16>,
-    pub mm_slice_end: Signal<Out, B16>,
+    pub mm_slices: Signal<Out, B16>,
     pub mm_acc: Signal<Out, B16>,
     pub mm_accumulate: Signal<Out, Bit>,
     pub mm_act_signed: Signal<Out, Bit>,
@@ -191,6 +190,7 @@ pub struct ExecDecode {
     pub add_signed: Signal<Out, Bit>,
     opcode: Signal<Local, Bits<8>>,
     unused_header: Signal<Local, Bits<104>>,
+    unused_mm_flags: Signal<Local, Bits<6>>,
     c_matmul: Constant<Bits<8>>,
     c_post: Constant<Bits<8>>,
     c_pool: Constant<Bits<8>>,
@@ -207,19 +207,18 @@ impl ExecDecode {
             is_pool: Default::default(),
             is_add: Default::default(),
             mm_act: Default::default(),
-            mm_tile_h: Default::default(),
-            mm_tile_w: Default::default(),
-            mm_groups: Default::default(),
-            mm_kernel_h: Default::default(),
-            mm_kernel_w: Default::default(),
-            mm_stride: Default::default(),
-            mm_origin_y: Default::default(),
-            mm_origin_x: Default::default(),
-            mm_out_h: Default::default(),
+            mm_tile_words: Default::default(),
+            mm_pitch: Default::default(),
+            mm_y0: Default::default(),
+            mm_x0: Default::default(),
+            mm_x_first: Default::default(),
+            mm_x_last: Default::default(),
+            mm_ox_step: Default::default(),
+            mm_oy_step: Default::default(),
             mm_out_w: Default::default(),
+            mm_pixels: Default::default(),
             mm_wgt: Default::default(),
-            mm_slice_begin: Default::default(),
-            mm_slice_end: Default::default(),
+            mm_slices: Default::default(),
             mm_acc: Default::default(),
             mm_accumulate: Default::default(),
             mm_act_signed: Default::default(),
@@ -260,6 +259,7 @@ impl ExecDecode {
             add_signed: Default::default(),
             opcode: Default::default(),
             unused_header: Default::default(),
+            unused_mm_flags: Default::default(),
             c_matmul: op(3),
             c_post: op(4),
             c_pool: op(5),
@@ -285,22 +285,22 @@ impl Logic for ExecDecode {
         self.unused_header.next = self.insn.val().get_bits::<104>(8);
 
         self.mm_act.next = self.insn.val().get_bits::<16>(112);
-        self.mm_tile_h.next = self.insn.val().get_bits::<16>(128);
-        self.mm_tile_w.next = self.insn.val().get_bits::<16>(144);
-        self.mm_groups.next = self.insn.val().get_bits::<16>(160);
-        self.mm_kernel_h.next = self.insn.val().get_bits::<8>(176);
-        self.mm_kernel_w.next = self.insn.val().get_bits::<8>(184);
-        self.mm_stride.next = self.insn.val().get_bits::<8>(192);
-        self.mm_origin_y.next = self.insn.val().get_bits::<16>(200);
-        self.mm_origin_x.next = self.insn.val().get_bits::<16>(216);
-        self.mm_out_h.next = self.insn.val().get_bits::<16>(232);
-        self.mm_out_w.next = self.insn.val().get_bits::<16>(248);
-        self.mm_wgt.next = self.insn.val().get_bits::<16>(264);
-        self.mm_slice_begin.next = self.insn.val().get_bits::<16>(280);
-        self.mm_slice_end.next = self.insn.val().get_bits::<16>(296);
-        self.mm_acc.next = self.insn.val().get_bits::<16>(312);
-        self.mm_accumulate.next = self.insn.val().get_bits::<8>(328).any();
-        self.mm_act_signed.next = self.insn.val().get_bits::<8>(336).any();
+        self.mm_tile_words.next = self.insn.val().get_bits::<16>(128);
+        self.mm_pitch.next = self.insn.val().get_bits::<16>(144);
+        self.mm_y0.next = self.insn.val().get_bits::<16>(160);
+        self.mm_x0.next = self.insn.val().get_bits::<16>(176);
+        self.mm_x_first.next = self.insn.val().get_bits::<16>(192);
+        self.mm_x_last.next = self.insn.val().get_bits::<16>(208);
+        self.mm_ox_step.next = self.insn.val().get_bits::<16>(224);
+        self.mm_oy_step.next = self.insn.val().get_bits::<16>(240);
+        self.mm_out_w.next = self.insn.val().get_bits::<16>(256);
+        self.mm_pixels.next = self.insn.val().get_bits::<16>(272);
+        self.mm_wgt.next = self.insn.val().get_bits::<16>(288);
+        self.mm_slices.next = self.insn.val().get_bits::<16>(304);
+        self.mm_acc.next = self.insn.val().get_bits::<16>(320);
+        self.mm_accumulate.next = self.insn.val().get_bit(336);
+        self.mm_act_signed.next = self.insn.val().get_bit(337);
+        self.unused_mm_flags.next = self.insn.val().get_bits::<6>(338);
 
         self.post_acc.next = self.insn.val().get_bits::<16>(112);
         self.post_pixels.next = self.insn.val().get_bits::<16>(128);
@@ -439,27 +439,25 @@ mod tests {
         let mut d = ExecDecode::new();
         d.connect_all();
         for _ in 0..200 {
-            let h: [u16; 11] = rng.gen();
-            let b: [u8; 6] = rng.gen();
+            let h: [u16; 14] = rng.gen();
+            let flags: u8 = rng.gen();
             d.insn.next = insn(
                 Op::Matmul {
                     act: h[0],
-                    tile_h: h[1],
-                    tile_w: h[2],
-                    groups: h[3],
-                    kernel_h: b[0],
-                    kernel_w: b[1],
-                    stride: b[2],
-                    origin_y: h[4] as i16,
-                    origin_x: h[5] as i16,
-                    out_h: h[6],
-                    out_w: h[7],
-                    wgt: h[8],
-                    slice_begin: h[9],
-                    slice_end: h[10],
-                    acc: h[0] ^ 0x5a5a,
-                    accumulate: b[3],
-                    act_signed: b[4],
+                    tile_words: h[1],
+                    pitch: h[2],
+                    y0: h[3] as i16,
+                    x0: h[4] as i16,
+                    x_first: h[5] as i16,
+                    x_last: h[6] as i16,
+                    ox_step: h[7],
+                    oy_step: h[8],
+                    out_w: h[9],
+                    pixels: h[10],
+                    wgt: h[11],
+                    slices: h[12],
+                    acc: h[13],
+                    flags,
                 },
                 &mut rng,
             );
@@ -467,30 +465,27 @@ mod tests {
             assert!(d.is_matmul.val() && !d.is_post.val() && !d.is_pool.val() && !d.is_add.val());
             let got16 = [
                 &d.mm_act,
-                &d.mm_tile_h,
-                &d.mm_tile_w,
-                &d.mm_groups,
-                &d.mm_origin_y,
-                &d.mm_origin_x,
-                &d.mm_out_h,
+                &d.mm_tile_words,
+                &d.mm_pitch,
+                &d.mm_y0,
+                &d.mm_x0,
+                &d.mm_x_first,
+                &d.mm_x_last,
+                &d.mm_ox_step,
+                &d.mm_oy_step,
                 &d.mm_out_w,
+                &d.mm_pixels,
                 &d.mm_wgt,
-                &d.mm_slice_begin,
-                &d.mm_slice_end,
+                &d.mm_slices,
                 &d.mm_acc,
             ]
             .map(v);
-            let want16 = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-                .map(|k| h[k] as u64)
-                .into_iter()
-                .chain([(h[0] ^ 0x5a5a) as u64])
-                .collect::<Vec<_>>();
-            assert_eq!(got16.to_vec(), want16);
+            assert_eq!(got16, h.map(u64::from));
             assert_eq!(
-                [&d.mm_kernel_h, &d.mm_kernel_w, &d.mm_stride].map(v),
-                [b[0], b[1], b[2]].map(u64::from)
+                [d.mm_accumulate.val(), d.mm_act_signed.val()],
+                [flags & 1 != 0, flags & 2 != 0]
             );
-            assert_eq!([d.mm_accumulate.val(), d.mm_act_signed.val()], [b[3] != 0, b[4] != 0]);
+            let b: [u8; 6] = rng.gen();
 
             d.insn.next = insn(
                 Op::Post {

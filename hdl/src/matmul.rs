@@ -29,12 +29,12 @@
 //! - `busy` is high from the cycle after `start` through the `done` cycle;
 //!   `done` is high in the last cycle, whose edge writes the last
 //!   accumulator. The next `start` may come in the cycle after `done`.
-//! - Requires `slice_end > slice_begin` and `out_h * out_w >= 1` (the
-//!   compiler never emits empty matmuls); `groups`/`kernel_w` 0 mean 1, as in
-//!   `compiler::functional`.
+//! - Requires what docs/isa.md §4 requires of a defined `matmul`: `slices`,
+//!   `pixels` and `out_w` at least 1 and every window offset within
+//!   `±2^17` (the compiler never emits others).
 //!
 //! # Timing (cycle 0 = the `start` cycle; `T` = `matmul_cycles(rows, cols,
-//! S, P)`, `period = max(P, rows)`)
+//! S, P)` with `S = slices`, `P = pixels`, `period = max(P, rows)`)
 //!
 //! - weight word `r` of slice `s` is addressed in cycle `s*period + r` (word 0
 //!   of slice 0 combinationally from `start`), enters the array one cycle
@@ -51,36 +51,33 @@
 //!   ahead of the sum, the write happens at the edge where the array's
 //!   consumer takes the sum anyway).
 //!
-//! # Cost (yosys `synth_ice40 -dsp`, 2x2 engine, measured Nov 2026)
-//!
-//! The whole engine: ~2550 LUT4 and 7 SB_MAC16. Of that, [`MatmulSetup`]
-//! alone is ~1600 LUT4 + 7 SB_MAC16: its four 16-bit `/` and `%` cost ~1380
-//! LUT4 and its seven 16-bit products the 7 DSPs (~2000 LUT4 without DSPs).
-//! That does not fit an UP5K next to the PEs (8 DSPs in all). Cheaper
-//! options: the compiler emits the first slice's `(ky, kx, g)` and the
-//! per-instruction steps as instruction fields, or a sequential shift-add
-//! setup unit prepares the next instruction while the current one runs.
-//!
 //! # Address generator
 //!
-//! No multiplier runs per cycle: all per-instruction constants (the first
-//! slice's `(ky, kx, g)` from `slice_begin`, row pitches, `stride * groups`,
-//! ...) come from [`MatmulSetup`], a combinational block with hand-written
-//! Verilog (one division chain and a few 16-bit products, evaluated once per
-//! instruction: the inputs are stable, so it is a multicycle path) and a Rust
-//! model. Per cycle, only adders and comparators advance:
-//! - slice state: `g`, `kx`, `iy_base = ky + origin_y`, `ix_base = kx +
-//!   origin_x` (18-bit two's complement) and the word address of pixel
-//!   `(iy_base, ix_base)` group `g`: the next slice is `+1` unless `kx`
-//!   wraps, then `+ row_jump = tile_w*G - kw*G + 1`;
-//! - pixel state, relative to the slice: `ry = oy*stride`, `rx = ox*stride`,
-//!   and `oy*stride*pitch + ox*stride*G` (two accumulators);
-//! - padding: `iy = iy_base + ry` and `ix` are in bounds iff, read as
-//!   unsigned 18-bit numbers, they are below `tile_h` / `tile_w` (a negative
-//!   value wraps above 2^17; so coordinates must stay within ±2^17, true of
-//!   any instruction whose window lies near its tile). Addresses are computed
-//!   modulo 2^16 and used only in bounds, so negative origins need no
-//!   special case.
+//! The instruction carries the im2col walk itself, in word offsets (docs/isa.md
+//! §4; the compiler derives it from the convolution window,
+//! `compiler::isa::MatmulWindow`), so the engine does no per-instruction
+//! arithmetic but widening the fields and `pixels - 1` ([`MatmulSetup`]), and
+//! no multiplication at all. Per cycle, only adders and comparators advance:
+//! - slice state: the slice's window offsets `(Y, X)` (`COORD`-bit two's
+//!   complement): the next slice is `X + 1`, or, after `X == x_last`,
+//!   `(Y + pitch, x_first)`;
+//! - pixel state: `ox`, `oy*oy_step` and `ox*ox_step` (two accumulators);
+//! - the word: `y = Y + oy*oy_step` and `x = X + ox*ox_step` are in the tile
+//!   iff, read as unsigned `COORD`-bit numbers, they are below `tile_words`
+//!   and `pitch` (a negative offset wraps above 2^17), and then it is word
+//!   `act + y + x` (modulo 2^16: used only in bounds);
+//! - the slice and column counters compare their increment with `slices` and
+//!   `out_w` (the increment's adder is there anyway; `count - 1` would need
+//!   another).
+//!
+//! # Cost (yosys 0.23 `synth_ice40 -dsp`, `hierarchy -top top$matmul` in the
+//! accelerator's Verilog)
+//!
+//! 1x1: 776 SB_LUT4, 336 FF, 356 SB_CARRY, 1 SB_MAC16 (the PE's multiplier);
+//! 2x2: 817 SB_LUT4, 511 FF, 416 SB_CARRY, 4 SB_MAC16. When the engine still
+//! derived the walk from convolution-window fields (a combinational block with
+//! two 16-bit division chains and seven 16-bit products), the 1x1 engine took
+//! 2,512 SB_LUT4, 416 FF, 1,832 SB_CARRY and 6 SB_MAC16.
 //!
 //! # rust-hdl notes
 //!
@@ -93,6 +90,7 @@
 //! - Unused array edge outputs are passed out (`array_*_out`) rather than
 //!   left as unread wires, which `-Wall` reports.
 
+use compiler::isa::MATMUL_OFFSET_BITS;
 use rust_hdl::prelude::*;
 
 use crate::ws_array::WsArray;
@@ -100,253 +98,130 @@ use crate::ws_pe::{PSUM_BITS, WEIGHT_BITS};
 
 /// Buffer address width (docs/isa.md §3).
 pub const ADDR: usize = 16;
-/// Width of tile coordinates: 16-bit values plus sign and headroom.
-pub const COORD: usize = 18;
+/// Width of window offsets: 16-bit fields plus sign and headroom (docs/isa.md §4).
+pub const COORD: usize = MATMUL_OFFSET_BITS;
 
-/// Per-instruction constants of the address generator (see module docs).
+/// A field of [`MatmulSetup`], its widened copy, and whether it is signed.
+type Widened<'a> = (&'a Signal<In, Bits<16>>, &'a mut Signal<Out, Bits<COORD>>, bool);
+
+/// Per-instruction values of the address generator (see module docs): the
+/// offset fields widened to `COORD` bits (`y0`, `x0`, `x_first`, `x_last` are
+/// i16 bit patterns, sign-extended; the others zero-extended), `pixels - 1`, and
+/// the last phase of a slice period, `max(pixels, rows) - 1`. Custom Verilog
+/// with a Rust model: rust-hdl can neither concatenate nor sign-extend in
+/// `#[hdl_gen]` code (see `SignExtend`).
 #[derive(LogicBlock)]
 pub struct MatmulSetup {
-    pub act: Signal<In, Bits<ADDR>>,
-    pub tile_h: Signal<In, Bits<16>>,
-    pub tile_w: Signal<In, Bits<16>>,
-    pub groups: Signal<In, Bits<16>>,
-    pub kernel_h: Signal<In, Bits<8>>,
-    pub kernel_w: Signal<In, Bits<8>>,
-    pub stride: Signal<In, Bits<8>>,
-    pub origin_y: Signal<In, Bits<16>>,
-    pub origin_x: Signal<In, Bits<16>>,
-    pub out_h: Signal<In, Bits<16>>,
-    pub out_w: Signal<In, Bits<16>>,
-    pub slice_begin: Signal<In, Bits<16>>,
-    pub slice_end: Signal<In, Bits<16>>,
-    /// Slices - 1, pixels - 1, max(pixels, rows) - 1, out_w - 1, G - 1, kw - 1.
-    pub s_last: Signal<Out, Bits<16>>,
+    pub tile_words: Signal<In, Bits<16>>,
+    pub pitch: Signal<In, Bits<16>>,
+    pub y0: Signal<In, Bits<16>>,
+    pub x0: Signal<In, Bits<16>>,
+    pub x_first: Signal<In, Bits<16>>,
+    pub x_last: Signal<In, Bits<16>>,
+    pub ox_step: Signal<In, Bits<16>>,
+    pub oy_step: Signal<In, Bits<16>>,
+    pub pixels: Signal<In, Bits<16>>,
+    pub tile_words_c: Signal<Out, Bits<COORD>>,
+    pub pitch_c: Signal<Out, Bits<COORD>>,
+    pub y0_c: Signal<Out, Bits<COORD>>,
+    pub x0_c: Signal<Out, Bits<COORD>>,
+    pub x_first_c: Signal<Out, Bits<COORD>>,
+    pub x_last_c: Signal<Out, Bits<COORD>>,
+    pub ox_step_c: Signal<Out, Bits<COORD>>,
+    pub oy_step_c: Signal<Out, Bits<COORD>>,
     pub p_last: Signal<Out, Bits<16>>,
     pub period_last: Signal<Out, Bits<16>>,
-    pub ow_last: Signal<Out, Bits<16>>,
-    pub g_last: Signal<Out, Bits<16>>,
-    pub kw_last: Signal<Out, Bits<16>>,
-    /// `g` and `kx` of slice `slice_begin`.
-    pub g0: Signal<Out, Bits<16>>,
-    pub kx0: Signal<Out, Bits<16>>,
-    /// `ky0 + origin_y`, `kx0 + origin_x`, `origin_x` (18-bit two's complement).
-    pub iy0: Signal<Out, Bits<COORD>>,
-    pub ix0: Signal<Out, Bits<COORD>>,
-    pub ox_origin: Signal<Out, Bits<COORD>>,
-    /// Word address of pixel (iy0, ix0) group g0, modulo 2^16.
-    pub addr0: Signal<Out, Bits<ADDR>>,
-    /// Address step when kx wraps: tile_w*G - kw*G + 1.
-    pub row_jump: Signal<Out, Bits<ADDR>>,
-    /// Address steps of one output pixel right (stride*G) and down (stride*tile_w*G).
-    pub ox_step: Signal<Out, Bits<ADDR>>,
-    pub oy_step: Signal<Out, Bits<ADDR>>,
-    pub stride_c: Signal<Out, Bits<COORD>>,
-    pub tile_h_c: Signal<Out, Bits<COORD>>,
-    pub tile_w_c: Signal<Out, Bits<COORD>>,
     _rows: usize,
 }
 
 impl MatmulSetup {
     pub fn new(rows: usize) -> Self {
         Self {
-            act: Default::default(),
-            tile_h: Default::default(),
-            tile_w: Default::default(),
-            groups: Default::default(),
-            kernel_h: Default::default(),
-            kernel_w: Default::default(),
-            stride: Default::default(),
-            origin_y: Default::default(),
-            origin_x: Default::default(),
-            out_h: Default::default(),
-            out_w: Default::default(),
-            slice_begin: Default::default(),
-            slice_end: Default::default(),
-            s_last: Default::default(),
-            p_last: Default::default(),
-            period_last: Default::default(),
-            ow_last: Default::default(),
-            g_last: Default::default(),
-            kw_last: Default::default(),
-            g0: Default::default(),
-            kx0: Default::default(),
-            iy0: Default::default(),
-            ix0: Default::default(),
-            ox_origin: Default::default(),
-            addr0: Default::default(),
-            row_jump: Default::default(),
+            tile_words: Default::default(),
+            pitch: Default::default(),
+            y0: Default::default(),
+            x0: Default::default(),
+            x_first: Default::default(),
+            x_last: Default::default(),
             ox_step: Default::default(),
             oy_step: Default::default(),
-            stride_c: Default::default(),
-            tile_h_c: Default::default(),
-            tile_w_c: Default::default(),
+            pixels: Default::default(),
+            tile_words_c: Default::default(),
+            pitch_c: Default::default(),
+            y0_c: Default::default(),
+            x0_c: Default::default(),
+            x_first_c: Default::default(),
+            x_last_c: Default::default(),
+            ox_step_c: Default::default(),
+            oy_step_c: Default::default(),
+            p_last: Default::default(),
+            period_last: Default::default(),
             _rows: rows,
         }
     }
-}
 
-/// The setup values in plain integers (the Rust model of the Verilog below).
-struct SetupValues {
-    s_last: u64,
-    p_last: u64,
-    period_last: u64,
-    ow_last: u64,
-    g_last: u64,
-    kw_last: u64,
-    g0: u64,
-    kx0: u64,
-    iy0: i64,
-    ix0: i64,
-    ox_origin: i64,
-    addr0: u64,
-    row_jump: u64,
-    ox_step: u64,
-    oy_step: u64,
-}
-
-const M16: u64 = 0xffff;
-
-impl MatmulSetup {
-    fn values(&self) -> SetupValues {
-        let v16 = |s: &Signal<In, Bits<16>>| s.val().index() as u64;
-        let v8 = |s: &Signal<In, Bits<8>>| s.val().index() as u64;
-        let g = v16(&self.groups).max(1);
-        let kw = v8(&self.kernel_w).max(1);
-        let stride = v8(&self.stride);
-        let (tile_w, begin) = (v16(&self.tile_w), v16(&self.slice_begin));
-        let (pos, g0) = (begin / g, begin % g);
-        let (ky0, kx0) = (pos / kw, pos % kw);
-        let p_last = (v16(&self.out_h) * v16(&self.out_w)).wrapping_sub(1) & M16;
-        let oy = v16(&self.origin_y) as u16 as i16 as i64;
-        let ox = v16(&self.origin_x) as u16 as i16 as i64;
-        let (iy0, ix0) = (ky0 as i64 + oy, kx0 as i64 + ox);
-        let pitch = tile_w * g;
-        let addr0 = (v16(&self.act) as i64 + iy0 * pitch as i64 + ix0 * g as i64 + g0 as i64) as u64;
-        SetupValues {
-            s_last: v16(&self.slice_end).wrapping_sub(begin + 1) & M16,
-            p_last,
-            period_last: p_last.max(self._rows as u64 - 1),
-            ow_last: v16(&self.out_w).wrapping_sub(1) & M16,
-            g_last: g - 1,
-            kw_last: kw - 1,
-            g0,
-            kx0,
-            iy0,
-            ix0,
-            ox_origin: ox,
-            addr0: addr0 & M16,
-            row_jump: (pitch + (1 << 32) - kw * g + 1) & M16,
-            ox_step: (stride * g) & M16,
-            oy_step: (stride * pitch) & M16,
-        }
+    /// Each 16-bit field, its `COORD`-bit copy and whether it is sign-extended
+    /// (`hdl` lists the same fields; the Verilator replay test checks they agree).
+    fn widened(&mut self) -> [Widened<'_>; 8] {
+        [
+            (&self.y0, &mut self.y0_c, true),
+            (&self.x0, &mut self.x0_c, true),
+            (&self.x_first, &mut self.x_first_c, true),
+            (&self.x_last, &mut self.x_last_c, true),
+            (&self.tile_words, &mut self.tile_words_c, false),
+            (&self.pitch, &mut self.pitch_c, false),
+            (&self.ox_step, &mut self.ox_step_c, false),
+            (&self.oy_step, &mut self.oy_step_c, false),
+        ]
     }
-}
-
-/// Two's complement of `v` in `COORD` bits.
-fn coord(v: i64) -> Bits<COORD> {
-    ((v as u64) & ((1 << COORD) - 1)).into()
 }
 
 impl Logic for MatmulSetup {
     fn update(&mut self) {
-        let v = self.values();
-        for (port, x) in [
-            (&mut self.s_last, v.s_last),
-            (&mut self.p_last, v.p_last),
-            (&mut self.period_last, v.period_last),
-            (&mut self.ow_last, v.ow_last),
-            (&mut self.g_last, v.g_last),
-            (&mut self.kw_last, v.kw_last),
-            (&mut self.g0, v.g0),
-            (&mut self.kx0, v.kx0),
-            (&mut self.addr0, v.addr0),
-            (&mut self.row_jump, v.row_jump),
-            (&mut self.ox_step, v.ox_step),
-            (&mut self.oy_step, v.oy_step),
-        ] {
-            port.next = x.into();
+        for (narrow, wide, signed) in self.widened() {
+            let v = narrow.val().index() as u64;
+            let v = if signed { v as u16 as i16 as i64 as u64 } else { v };
+            wide.next = (v & ((1 << COORD) - 1)).into();
         }
-        self.iy0.next = coord(v.iy0);
-        self.ix0.next = coord(v.ix0);
-        self.ox_origin.next = coord(v.ox_origin);
-        self.stride_c.next = coord(self.stride.val().index() as i64);
-        self.tile_h_c.next = coord(self.tile_h.val().index() as i64);
-        self.tile_w_c.next = coord(self.tile_w.val().index() as i64);
+        let p_last = (self.pixels.val().index() as u64).wrapping_sub(1) & 0xffff;
+        self.p_last.next = p_last.into();
+        self.period_last.next = p_last.max(self._rows as u64 - 1).into();
     }
 
     fn connect(&mut self) {
-        for port in [
-            &mut self.s_last,
-            &mut self.p_last,
-            &mut self.period_last,
-            &mut self.ow_last,
-            &mut self.g_last,
-            &mut self.kw_last,
-            &mut self.g0,
-            &mut self.kx0,
-            &mut self.addr0,
-            &mut self.row_jump,
-            &mut self.ox_step,
-            &mut self.oy_step,
-        ] {
-            port.connect();
+        for (_, wide, _) in self.widened() {
+            wide.connect();
         }
-        for port in [
-            &mut self.iy0,
-            &mut self.ix0,
-            &mut self.ox_origin,
-            &mut self.stride_c,
-            &mut self.tile_h_c,
-            &mut self.tile_w_c,
-        ] {
-            port.connect();
-        }
+        self.p_last.connect();
+        self.period_last.connect();
     }
 
     fn hdl(&self) -> Verilog {
-        Verilog::Custom(SETUP_VERILOG.replace("ROWS_LAST", &format!("16'd{}", self._rows - 1)))
+        let fill = COORD - 16;
+        let mut body = String::new();
+        for (name, signed) in [
+            ("y0", true),
+            ("x0", true),
+            ("x_first", true),
+            ("x_last", true),
+            ("tile_words", false),
+            ("pitch", false),
+            ("ox_step", false),
+            ("oy_step", false),
+        ] {
+            let top = if signed { format!("{name}[15]") } else { "1'b0".into() };
+            body += &format!("  {name}_c = {{{{{fill}{{{top}}}}}, {name}}};\n");
+        }
+        Verilog::Custom(format!(
+            "wire [15:0] pixels_last = pixels - 16'd1;\n\
+             always @(*) begin\n\
+             {body}  p_last = pixels_last;\n  \
+             period_last = (pixels_last > 16'd{rows_last}) ? pixels_last : 16'd{rows_last};\n\
+             end\n",
+            rows_last = self._rows - 1
+        ))
     }
 }
-
-/// The setup datapath: 16-bit arithmetic modulo 2^16 except the 18-bit
-/// coordinates. `kernel_h` is part of the instruction but not needed (the
-/// slice range bounds the kernel rows).
-const SETUP_VERILOG: &str = r#"
-wire [15:0] g_n = (groups == 16'd0) ? 16'd1 : groups;
-wire [15:0] kw_n = (kernel_w == 8'd0) ? 16'd1 : {8'd0, kernel_w};
-wire [15:0] pos = slice_begin / g_n;
-wire [15:0] g_first = slice_begin % g_n;
-wire [15:0] kx_first = pos % kw_n;
-wire [15:0] ky_first = pos / kw_n;
-wire [15:0] pixels_last = out_h * out_w - 16'd1;
-wire [15:0] pitch = tile_w * g_n;
-wire [15:0] stride16 = {8'd0, stride};
-wire [17:0] iy_first = {2'd0, ky_first} + {{2{origin_y[15]}}, origin_y};
-wire [17:0] ix_first = {2'd0, kx_first} + {{2{origin_x[15]}}, origin_x};
-/* verilator lint_off UNUSEDSIGNAL */
-wire unused_kernel_h = &kernel_h;
-/* verilator lint_on UNUSEDSIGNAL */
-always @(*) begin
-  s_last = slice_end - slice_begin - 16'd1;
-  p_last = pixels_last;
-  period_last = (pixels_last > ROWS_LAST) ? pixels_last : ROWS_LAST;
-  ow_last = out_w - 16'd1;
-  g_last = g_n - 16'd1;
-  kw_last = kw_n - 16'd1;
-  g0 = g_first;
-  kx0 = kx_first;
-  iy0 = iy_first;
-  ix0 = ix_first;
-  ox_origin = {{2{origin_x[15]}}, origin_x};
-  addr0 = act + iy_first[15:0] * pitch + ix_first[15:0] * g_n + g_first;
-  row_jump = pitch - kw_n * g_n + 16'd1;
-  ox_step = stride16 * g_n;
-  oy_step = stride16 * pitch;
-  stride_c = {10'd0, stride};
-  tile_h_c = {2'd0, tile_h};
-  tile_w_c = {2'd0, tile_w};
-end
-"#;
 
 /// The matmul engine; see the module documentation.
 #[derive(LogicBlock)]
@@ -355,21 +230,21 @@ pub struct MatmulEngine {
     pub start: Signal<In, Bit>,
     pub busy: Signal<Out, Bit>,
     pub done: Signal<Out, Bit>,
-    // The instruction (docs/isa.md §4); origins are i16 bit patterns.
+    // The instruction (docs/isa.md §4); `y0`, `x0`, `x_first`, `x_last` are i16
+    // bit patterns, `accumulate` and `act_signed` the bits of `flags`.
     pub act: Signal<In, Bits<ADDR>>,
-    pub tile_h: Signal<In, Bits<16>>,
-    pub tile_w: Signal<In, Bits<16>>,
-    pub groups: Signal<In, Bits<16>>,
-    pub kernel_h: Signal<In, Bits<8>>,
-    pub kernel_w: Signal<In, Bits<8>>,
-    pub stride: Signal<In, Bits<8>>,
-    pub origin_y: Signal<In, Bits<16>>,
-    pub origin_x: Signal<In, Bits<16>>,
-    pub out_h: Signal<In, Bits<16>>,
+    pub tile_words: Signal<In, Bits<16>>,
+    pub pitch: Signal<In, Bits<16>>,
+    pub y0: Signal<In, Bits<16>>,
+    pub x0: Signal<In, Bits<16>>,
+    pub x_first: Signal<In, Bits<16>>,
+    pub x_last: Signal<In, Bits<16>>,
+    pub ox_step: Signal<In, Bits<16>>,
+    pub oy_step: Signal<In, Bits<16>>,
     pub out_w: Signal<In, Bits<16>>,
+    pub pixels: Signal<In, Bits<16>>,
     pub wgt: Signal<In, Bits<ADDR>>,
-    pub slice_begin: Signal<In, Bits<16>>,
-    pub slice_end: Signal<In, Bits<16>>,
+    pub slices: Signal<In, Bits<16>>,
     pub acc: Signal<In, Bits<ADDR>>,
     pub accumulate: Signal<In, Bit>,
     pub act_signed: Signal<In, Bit>,
@@ -403,20 +278,15 @@ pub struct MatmulEngine {
     a_on: DFF<Bit>,
     a_phase: DFF<Bits<16>>,
     a_slice: DFF<Bits<16>>,
-    // Slice state (g, kx, iy/ix of the slice's first pixel, its address).
-    sg: DFF<Bits<16>>,
-    skx: DFF<Bits<16>>,
-    siy: DFF<Bits<COORD>>,
-    six: DFF<Bits<COORD>>,
-    saddr: DFF<Bits<ADDR>>,
-    // Pixel state relative to the slice: ox, oy*stride, ox*stride, addresses.
+    // Slice state: the window offsets (Y, X) of the slice.
+    sy: DFF<Bits<COORD>>,
+    sx: DFF<Bits<COORD>>,
+    // Pixel state: ox, oy*oy_step, ox*ox_step.
     ox: DFF<Bits<16>>,
     ry: DFF<Bits<COORD>>,
     rx: DFF<Bits<COORD>>,
-    rrow: DFF<Bits<ADDR>>,
-    raddr: DFF<Bits<ADDR>>,
-    a_iy: Signal<Local, Bits<COORD>>,
-    a_ix: Signal<Local, Bits<COORD>>,
+    a_y: Signal<Local, Bits<COORD>>,
+    a_x: Signal<Local, Bits<COORD>>,
     a_pix: Signal<Local, Bit>,
     // RAM-latency stage: controls that travel with the read data.
     wload_q: DFF<Bit>,
@@ -458,19 +328,18 @@ impl MatmulEngine {
             busy: Default::default(),
             done: Default::default(),
             act: Default::default(),
-            tile_h: Default::default(),
-            tile_w: Default::default(),
-            groups: Default::default(),
-            kernel_h: Default::default(),
-            kernel_w: Default::default(),
-            stride: Default::default(),
-            origin_y: Default::default(),
-            origin_x: Default::default(),
-            out_h: Default::default(),
+            tile_words: Default::default(),
+            pitch: Default::default(),
+            y0: Default::default(),
+            x0: Default::default(),
+            x_first: Default::default(),
+            x_last: Default::default(),
+            ox_step: Default::default(),
+            oy_step: Default::default(),
             out_w: Default::default(),
+            pixels: Default::default(),
             wgt: Default::default(),
-            slice_begin: Default::default(),
-            slice_end: Default::default(),
+            slices: Default::default(),
             acc: Default::default(),
             accumulate: Default::default(),
             act_signed: Default::default(),
@@ -498,18 +367,13 @@ impl MatmulEngine {
             a_on: Default::default(),
             a_phase: Default::default(),
             a_slice: Default::default(),
-            sg: Default::default(),
-            skx: Default::default(),
-            siy: Default::default(),
-            six: Default::default(),
-            saddr: Default::default(),
+            sy: Default::default(),
+            sx: Default::default(),
             ox: Default::default(),
             ry: Default::default(),
             rx: Default::default(),
-            rrow: Default::default(),
-            raddr: Default::default(),
-            a_iy: Default::default(),
-            a_ix: Default::default(),
+            a_y: Default::default(),
+            a_x: Default::default(),
             a_pix: Default::default(),
             wload_q: Default::default(),
             pad_q: Default::default(),
@@ -552,23 +416,19 @@ impl Logic for MatmulEngine {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, busy_r, w_on, w_phase, w_slice, w_off, a_on, a_phase, a_slice, sg, skx, siy, six, saddr, ox,
-            ry, rx, rrow, raddr, wload_q, pad_q, swap_q
+            self, clock, busy_r, w_on, w_phase, w_slice, w_off, a_on, a_phase, a_slice, sy, sx, ox, ry, rx, wload_q,
+            pad_q, swap_q
         );
         self.array.clock.next = self.clock.val();
-        self.setup.act.next = self.act.val();
-        self.setup.tile_h.next = self.tile_h.val();
-        self.setup.tile_w.next = self.tile_w.val();
-        self.setup.groups.next = self.groups.val();
-        self.setup.kernel_h.next = self.kernel_h.val();
-        self.setup.kernel_w.next = self.kernel_w.val();
-        self.setup.stride.next = self.stride.val();
-        self.setup.origin_y.next = self.origin_y.val();
-        self.setup.origin_x.next = self.origin_x.val();
-        self.setup.out_h.next = self.out_h.val();
-        self.setup.out_w.next = self.out_w.val();
-        self.setup.slice_begin.next = self.slice_begin.val();
-        self.setup.slice_end.next = self.slice_end.val();
+        self.setup.tile_words.next = self.tile_words.val();
+        self.setup.pitch.next = self.pitch.val();
+        self.setup.y0.next = self.y0.val();
+        self.setup.x0.next = self.x0.val();
+        self.setup.x_first.next = self.x_first.val();
+        self.setup.x_last.next = self.x_last.val();
+        self.setup.ox_step.next = self.ox_step.val();
+        self.setup.oy_step.next = self.oy_step.val();
+        self.setup.pixels.next = self.pixels.val();
 
         // Weight generator. Combinational from `start` so that word 0 is
         // addressed in the start cycle (idle state = state of cycle 0).
@@ -584,7 +444,7 @@ impl Logic for MatmulEngine {
             if self.w_phase.q.val() == self.setup.period_last.val() {
                 self.w_phase.d.next = self.zero16.val();
                 self.w_slice.d.next = self.w_slice.q.val() + self.one16.val();
-                if self.w_slice.q.val() == self.setup.s_last.val() {
+                if self.w_slice.q.val() + self.one16.val() == self.slices.val() {
                     self.w_on.d.next = false;
                     self.w_slice.d.next = self.zero16.val();
                     self.w_off.d.next = self.zero16.val();
@@ -593,51 +453,38 @@ impl Logic for MatmulEngine {
         }
 
         // Activation generator: address, padding test, swap on pixel 0.
-        self.a_iy.next = self.siy.q.val() + self.ry.q.val();
-        self.a_ix.next = self.six.q.val() + self.rx.q.val();
+        self.a_y.next = self.sy.q.val() + self.ry.q.val();
+        self.a_x.next = self.sx.q.val() + self.rx.q.val();
         self.a_pix.next = self.a_on.q.val() & (self.a_phase.q.val() <= self.setup.p_last.val());
-        self.act_addr.next = self.saddr.q.val() + self.raddr.q.val();
+        self.act_addr.next = self.act.val() + self.a_y.val().get_bits::<16>(0) + self.a_x.val().get_bits::<16>(0);
         self.pad_q.d.next =
-            !((self.a_iy.val() < self.setup.tile_h_c.val()) & (self.a_ix.val() < self.setup.tile_w_c.val()));
+            !((self.a_y.val() < self.setup.tile_words_c.val()) & (self.a_x.val() < self.setup.pitch_c.val()));
         self.swap_q.d.next = self.a_pix.val() & (self.a_phase.q.val() == self.zero16.val());
         if self.a_pix.val() {
-            if self.ox.q.val() == self.setup.ow_last.val() {
+            if self.ox.q.val() + self.one16.val() == self.out_w.val() {
                 self.ox.d.next = self.zero16.val();
                 self.rx.d.next = self.zero18.val();
-                self.ry.d.next = self.ry.q.val() + self.setup.stride_c.val();
-                self.rrow.d.next = self.rrow.q.val() + self.setup.oy_step.val();
-                self.raddr.d.next = self.rrow.q.val() + self.setup.oy_step.val();
+                self.ry.d.next = self.ry.q.val() + self.setup.oy_step_c.val();
             } else {
                 self.ox.d.next = self.ox.q.val() + self.one16.val();
-                self.rx.d.next = self.rx.q.val() + self.setup.stride_c.val();
-                self.raddr.d.next = self.raddr.q.val() + self.setup.ox_step.val();
+                self.rx.d.next = self.rx.q.val() + self.setup.ox_step_c.val();
             }
         }
         if self.a_on.q.val() {
             self.a_phase.d.next = self.a_phase.q.val() + self.one16.val();
             if self.a_phase.q.val() == self.setup.period_last.val() {
-                // Next slice: pixel state restarts, (g, kx, ky) advance.
+                // Next slice: pixel state restarts, the window moves.
                 self.a_phase.d.next = self.zero16.val();
                 self.ox.d.next = self.zero16.val();
                 self.rx.d.next = self.zero18.val();
                 self.ry.d.next = self.zero18.val();
-                self.rrow.d.next = self.zero16.val();
-                self.raddr.d.next = self.zero16.val();
                 self.a_slice.d.next = self.a_slice.q.val() + self.one16.val();
-                self.sg.d.next = self.sg.q.val() + self.one16.val();
-                self.saddr.d.next = self.saddr.q.val() + self.one16.val();
-                if self.sg.q.val() == self.setup.g_last.val() {
-                    self.sg.d.next = self.zero16.val();
-                    self.skx.d.next = self.skx.q.val() + self.one16.val();
-                    self.six.d.next = self.six.q.val() + self.one18.val();
-                    if self.skx.q.val() == self.setup.kw_last.val() {
-                        self.skx.d.next = self.zero16.val();
-                        self.six.d.next = self.setup.ox_origin.val();
-                        self.siy.d.next = self.siy.q.val() + self.one18.val();
-                        self.saddr.d.next = self.saddr.q.val() + self.setup.row_jump.val();
-                    }
+                self.sx.d.next = self.sx.q.val() + self.one18.val();
+                if self.sx.q.val() == self.setup.x_last_c.val() {
+                    self.sx.d.next = self.setup.x_first_c.val();
+                    self.sy.d.next = self.sy.q.val() + self.setup.pitch_c.val();
                 }
-                if self.a_slice.q.val() == self.setup.s_last.val() {
+                if self.a_slice.q.val() + self.one16.val() == self.slices.val() {
                     self.a_on.d.next = false;
                     self.a_slice.d.next = self.zero16.val();
                 }
@@ -650,11 +497,8 @@ impl Logic for MatmulEngine {
             & (self.w_phase.q.val() == self.rows_last.val())
         {
             self.a_on.d.next = true;
-            self.sg.d.next = self.setup.g0.val();
-            self.skx.d.next = self.setup.kx0.val();
-            self.siy.d.next = self.setup.iy0.val();
-            self.six.d.next = self.setup.ix0.val();
-            self.saddr.d.next = self.setup.addr0.val();
+            self.sy.d.next = self.setup.y0_c.val();
+            self.sx.d.next = self.setup.x0_c.val();
         }
 
         // The array, fed from the RAM read ports and the latency stage.
@@ -685,7 +529,7 @@ impl Logic for MatmulEngine {
         self.c_valid[0].d.next = self.a_pix.val();
         self.c_keep[0].d.next = self.accumulate.val() | (self.a_slice.q.val() != self.zero16.val());
         self.c_last[0].d.next = self.a_pix.val()
-            & (self.a_slice.q.val() == self.setup.s_last.val())
+            & (self.a_slice.q.val() + self.one16.val() == self.slices.val())
             & (self.a_phase.q.val() == self.setup.p_last.val());
         self.c_addr[0].d.next = self.acc.val() + self.a_phase.q.val();
         for k in 1..self.c_valid.len() {
@@ -746,39 +590,15 @@ pub fn matmul_engine_verilog(rows: usize, cols: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use compiler::isa::{matmul_flags, MatmulWindow, Op};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// A `matmul` instruction's fields (docs/isa.md §4).
-    #[derive(Clone, Debug)]
-    struct Matmul {
-        act: usize,
-        tile_h: usize,
-        tile_w: usize,
-        groups: usize,
-        kernel_h: usize,
-        kernel_w: usize,
-        stride: usize,
-        origin_y: i16,
-        origin_x: i16,
-        out_h: usize,
-        out_w: usize,
-        wgt: usize,
-        slice_begin: usize,
-        slice_end: usize,
-        acc: usize,
-        accumulate: bool,
-        act_signed: bool,
-    }
+    /// A `matmul` as its convolution window; the tests run `window.op()`.
+    type Matmul = MatmulWindow;
 
-    impl Matmul {
-        fn pixels(&self) -> usize {
-            self.out_h * self.out_w
-        }
-
-        fn slices(&self) -> usize {
-            self.slice_end - self.slice_begin
-        }
+    fn pixels(m: &Matmul) -> usize {
+        m.out_h * m.out_w
     }
 
     /// The three buffers: words of `rows` bytes, `cols` weights, `cols` i32.
@@ -789,28 +609,29 @@ mod tests {
         acc: Vec<Vec<i32>>,
     }
 
-    /// docs/isa.md §4, mirroring `compiler::functional`'s matmul.
+    /// The convolution window's definition (`MatmulWindow`), independent of the
+    /// walk the instruction encodes it as.
     fn expected(m: &Matmul, b: &Buffers) -> Vec<Vec<i32>> {
         let mut acc = b.acc.clone();
         let rows = b.act[0].len();
-        for p in 0..m.pixels() {
+        for p in 0..pixels(m) {
             let (oy, ox) = (p / m.out_w, p % m.out_w);
-            let sums = &mut acc[m.acc + p];
+            let sums = &mut acc[m.acc as usize + p];
             if !m.accumulate {
                 sums.iter_mut().for_each(|s| *s = 0);
             }
-            for s in m.slice_begin..m.slice_end {
+            for s in m.slices.clone() {
                 let (pos, g) = (s / m.groups, s % m.groups);
-                let iy = (oy * m.stride + pos / m.kernel_w) as isize + m.origin_y as isize;
-                let ix = (ox * m.stride + pos % m.kernel_w) as isize + m.origin_x as isize;
+                let iy = (oy * m.stride + pos / m.kernel_w) as isize + m.origin_y;
+                let ix = (ox * m.stride + pos % m.kernel_w) as isize + m.origin_x;
                 if iy < 0 || ix < 0 || iy >= m.tile_h as isize || ix >= m.tile_w as isize {
                     continue;
                 }
-                let word = m.act + (iy as usize * m.tile_w + ix as usize) * m.groups + g;
+                let word = m.act as usize + (iy as usize * m.tile_w + ix as usize) * m.groups + g;
                 for r in 0..rows {
                     let byte = b.act[word][r];
                     let x = if m.act_signed { byte as i8 as i32 } else { byte as i32 };
-                    let w = &b.wgt[m.wgt + (s - m.slice_begin) * rows + r];
+                    let w = &b.wgt[m.wgt as usize + (s - m.slices.start) * rows + r];
                     for (sum, &w) in sums.iter_mut().zip(w) {
                         *sum = sum.wrapping_add(x * w as i32);
                     }
@@ -834,7 +655,6 @@ mod tests {
             tile_h,
             tile_w,
             groups,
-            kernel_h: k,
             kernel_w: k,
             stride,
             origin_y: pad(rng),
@@ -842,14 +662,13 @@ mod tests {
             out_h: rng.gen_range(1..=3),
             out_w: rng.gen_range(1..=3),
             wgt: rng.gen_range(0..3),
-            slice_begin,
-            slice_end: rng.gen_range(slice_begin + 1..=total),
+            slices: slice_begin..rng.gen_range(slice_begin + 1..=total),
             acc: rng.gen_range(0..3),
             accumulate: rng.gen(),
             act_signed: rng.gen(),
         };
         let special = [255u8, 128, 0];
-        let act_words = m.act + tile_h * tile_w * groups;
+        let act_words = m.act as usize + tile_h * tile_w * groups;
         let act = (0..act_words)
             .map(|_| {
                 (0..rows)
@@ -863,39 +682,60 @@ mod tests {
                     .collect()
             })
             .collect();
-        let wgt = (0..m.wgt + m.slices() * rows)
+        let wgt = (0..m.wgt as usize + m.slices.len() * rows)
             .map(|_| {
                 (0..cols)
                     .map(|_| if rng.gen_bool(0.2) { -128 } else { rng.gen() })
                     .collect()
             })
             .collect();
-        let acc = (0..m.acc + m.pixels() + 2)
+        let acc = (0..m.acc as usize + pixels(&m) + 2)
             .map(|_| (0..cols).map(|_| rng.gen_range(-100_000..100_000)).collect())
             .collect();
         (m, Buffers { act, wgt, acc })
     }
 
     fn set_fields(e: &mut MatmulEngine, m: &Matmul) {
-        let b16 = |v: usize| -> Bits<16> { (v as u64).into() };
-        let b8 = |v: usize| -> Bits<8> { (v as u64).into() };
-        e.act.next = b16(m.act);
-        e.tile_h.next = b16(m.tile_h);
-        e.tile_w.next = b16(m.tile_w);
-        e.groups.next = b16(m.groups);
-        e.kernel_h.next = b8(m.kernel_h);
-        e.kernel_w.next = b8(m.kernel_w);
-        e.stride.next = b8(m.stride);
-        e.origin_y.next = b16(m.origin_y as u16 as usize);
-        e.origin_x.next = b16(m.origin_x as u16 as usize);
-        e.out_h.next = b16(m.out_h);
-        e.out_w.next = b16(m.out_w);
-        e.wgt.next = b16(m.wgt);
-        e.slice_begin.next = b16(m.slice_begin);
-        e.slice_end.next = b16(m.slice_end);
-        e.acc.next = b16(m.acc);
-        e.accumulate.next = m.accumulate;
-        e.act_signed.next = m.act_signed;
+        let Ok(Op::Matmul {
+            act,
+            tile_words,
+            pitch,
+            y0,
+            x0,
+            x_first,
+            x_last,
+            ox_step,
+            oy_step,
+            out_w,
+            pixels,
+            wgt,
+            slices,
+            acc,
+            flags,
+        }) = m.op()
+        else {
+            panic!("{m:?} is no matmul");
+        };
+        for (port, v) in [
+            (&mut e.act, act),
+            (&mut e.tile_words, tile_words),
+            (&mut e.pitch, pitch),
+            (&mut e.y0, y0 as u16),
+            (&mut e.x0, x0 as u16),
+            (&mut e.x_first, x_first as u16),
+            (&mut e.x_last, x_last as u16),
+            (&mut e.ox_step, ox_step),
+            (&mut e.oy_step, oy_step),
+            (&mut e.out_w, out_w),
+            (&mut e.pixels, pixels),
+            (&mut e.wgt, wgt),
+            (&mut e.slices, slices),
+            (&mut e.acc, acc),
+        ] {
+            port.next = (v as u64).into();
+        }
+        e.accumulate.next = flags & matmul_flags::ACCUMULATE != 0;
+        e.act_signed.next = flags & matmul_flags::ACT_SIGNED != 0;
     }
 
     /// What the RAMs return in the coming cycle (registered reads).
@@ -1001,7 +841,7 @@ mod tests {
             let cycles = execute(&mut e, &m, &mut b);
             assert_eq!(b.acc, want, "instruction {i}: {m:?}");
             // Exactly what the compiler's cycle model charges for the instruction.
-            let model = compiler::cycles::matmul_instruction_cycles(rows, cols, m.slices(), m.pixels());
+            let model = compiler::cycles::matmul_instruction_cycles(rows, cols, m.slices.len(), pixels(&m));
             assert_eq!(cycles, model, "instruction {i}: cycles vs the cycle model: {m:?}");
         }
     }
@@ -1037,24 +877,19 @@ mod tests {
         }
         for (name, s) in [
             ("act", &e.act),
-            ("tile_h", &e.tile_h),
-            ("tile_w", &e.tile_w),
-            ("groups", &e.groups),
-            ("origin_y", &e.origin_y),
-            ("origin_x", &e.origin_x),
-            ("out_h", &e.out_h),
+            ("tile_words", &e.tile_words),
+            ("pitch", &e.pitch),
+            ("y0", &e.y0),
+            ("x0", &e.x0),
+            ("x_first", &e.x_first),
+            ("x_last", &e.x_last),
+            ("ox_step", &e.ox_step),
+            ("oy_step", &e.oy_step),
             ("out_w", &e.out_w),
+            ("pixels", &e.pixels),
             ("wgt", &e.wgt),
-            ("slice_begin", &e.slice_begin),
-            ("slice_end", &e.slice_end),
+            ("slices", &e.slices),
             ("acc", &e.acc),
-        ] {
-            add(name.into(), b(s.val()), true);
-        }
-        for (name, s) in [
-            ("kernel_h", &e.kernel_h),
-            ("kernel_w", &e.kernel_w),
-            ("stride", &e.stride),
         ] {
             add(name.into(), b(s.val()), true);
         }
@@ -1163,9 +998,9 @@ mod tests {
         e.connect_all();
         for accumulate in [false, true] {
             let (mut m, mut b) = random_case(&mut rng, 1, 2);
-            (m.kernel_h, m.kernel_w, m.groups, m.stride) = (3, 3, 1, 1);
+            (m.kernel_w, m.groups, m.stride) = (3, 1, 1);
             (m.tile_h, m.tile_w, m.origin_y, m.origin_x) = (3, 3, -1, 0);
-            (m.out_h, m.out_w, m.slice_begin, m.slice_end) = (1, 1, 0, 9);
+            (m.out_h, m.out_w, m.slices) = (1, 1, 0..9);
             (m.act, m.wgt, m.acc, m.accumulate) = (0, 0, 1, accumulate);
             b.act = (0..9).map(|i| vec![(i * 37 % 256) as u8]).collect();
             b.wgt = (0..9).map(|i| vec![i as i8 - 4, -128]).collect();

@@ -6,7 +6,7 @@
 use crate::arith::{AddRescale, DType, Requant};
 use crate::hw::{HwConfig, PARAM_ENTRY_BYTES};
 use crate::ir::{Conv2d, Layer, Linear, Pool as IrPool};
-use crate::isa::{buffer, pool_mode, Instruction, Op};
+use crate::isa::{buffer, pool_mode, Instruction, MatmulWindow, Op};
 
 use super::deps::{Resource, Tracker};
 use super::layout::{Geometry, Region};
@@ -192,11 +192,12 @@ fn rect_transfers(
         .collect()
 }
 
-fn u16_of(layer: &str, what: &'static str, v: usize) -> Result<u16, CompileError> {
-    u16::try_from(v).map_err(|_| CompileError::TooLarge {
+/// The `matmul` instruction of `window`, or the layer's error naming the value
+/// that does not fit.
+fn matmul_op(layer: &str, window: MatmulWindow) -> Result<Op, CompileError> {
+    window.op().map_err(|range| CompileError::MatmulRange {
         layer: layer.to_string(),
-        what,
-        value: v,
+        range,
     })
 }
 
@@ -395,25 +396,26 @@ impl<'a> Emitter<'a> {
             for t in 0..conv.out_channels.div_ceil(self.hw.cols) {
                 for s0 in (0..slices).step_by(self.slices_per_chunk()) {
                     let s1 = (s0 + self.slices_per_chunk()).min(slices);
-                    let matmul = Op::Matmul {
-                        act: self.act_half_base(act_half) as u16,
-                        tile_h: u16_of(&layer.name, "input tile height", rect.h)?,
-                        tile_w: u16_of(&layer.name, "input tile width", rect.w)?,
-                        groups: u16_of(&layer.name, "channel groups", input.groups)?,
-                        kernel_h: conv.kernel[0] as u8,
-                        kernel_w: conv.kernel[1] as u8,
-                        stride: win.stride as u8,
-                        origin_y: rect.origin_y as i16,
-                        origin_x: rect.origin_x as i16,
-                        out_h: tile.h as u16,
-                        out_w: tile.w as u16,
-                        wgt: 0,
-                        slice_begin: u16_of(&layer.name, "slices", s0)?,
-                        slice_end: u16_of(&layer.name, "slices", s1)?,
-                        acc: 0,
-                        accumulate: (s0 > 0) as u8,
-                        act_signed: input.dtype.signed as u8,
-                    };
+                    let matmul = matmul_op(
+                        &layer.name,
+                        MatmulWindow {
+                            act: self.act_half_base(act_half) as u16,
+                            tile_h: rect.h,
+                            tile_w: rect.w,
+                            groups: input.groups,
+                            kernel_w: conv.kernel[1],
+                            stride: win.stride,
+                            origin_y: rect.origin_y,
+                            origin_x: rect.origin_x,
+                            out_h: tile.h,
+                            out_w: tile.w,
+                            wgt: 0,
+                            slices: s0..s1,
+                            acc: 0,
+                            accumulate: s0 > 0,
+                            act_signed: input.dtype.signed,
+                        },
+                    )?;
                     self.weights_and_matmul(weights_at, slices, t, (s0, s1), matmul);
                 }
                 let channels = self.hw.cols.min(conv.out_channels - t * self.hw.cols);
@@ -470,25 +472,27 @@ impl<'a> Emitter<'a> {
                     };
                     self.push(op, &[Resource::Dram(src.0.base)], &[Resource::Act(half)]);
                 }
-                let matmul = Op::Matmul {
-                    act: self.act_half_base(self.act_half ^ 1) as u16,
-                    tile_h: 1,
-                    tile_w: 1,
-                    groups: (s1 - s0) as u16,
-                    kernel_h: 1,
-                    kernel_w: 1,
-                    stride: 1,
-                    origin_y: 0,
-                    origin_x: 0,
-                    out_h: 1,
-                    out_w: 1,
-                    wgt: 0,
-                    slice_begin: 0,
-                    slice_end: (s1 - s0) as u16,
-                    acc: 0,
-                    accumulate: (s0 > 0) as u8,
-                    act_signed: input.dtype.signed as u8,
-                };
+                // The chunk's words as one pixel of `s1 - s0` groups: slice j is word j.
+                let matmul = matmul_op(
+                    &layer.name,
+                    MatmulWindow {
+                        act: self.act_half_base(self.act_half ^ 1) as u16,
+                        tile_h: 1,
+                        tile_w: 1,
+                        groups: s1 - s0,
+                        kernel_w: 1,
+                        stride: 1,
+                        origin_y: 0,
+                        origin_x: 0,
+                        out_h: 1,
+                        out_w: 1,
+                        wgt: 0,
+                        slices: 0..s1 - s0,
+                        acc: 0,
+                        accumulate: s0 > 0,
+                        act_signed: input.dtype.signed,
+                    },
+                )?;
                 self.weights_and_matmul(weights_at, slices, t, (s0, s1), matmul);
             }
             let channels = self.hw.cols.min(linear.out_features - t * self.hw.cols);

@@ -33,11 +33,10 @@ pub enum CompileError {
     },
     #[error("layer '{layer}': {what} is not supported by the accelerator")]
     Unsupported { layer: String, what: String },
-    #[error("layer '{layer}': {what} {value} exceeds the 16-bit instruction field")]
-    TooLarge {
+    #[error("layer '{layer}': {range}")]
+    MatmulRange {
         layer: String,
-        what: &'static str,
-        value: usize,
+        range: crate::isa::MatmulRange,
     },
     #[error("the model needs {need} bytes of external memory, more than the 32-bit address space")]
     MemoryTooLarge { need: usize },
