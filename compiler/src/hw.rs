@@ -26,6 +26,10 @@ fn default_queue_depth() -> usize {
     DEFAULT_QUEUE_DEPTH
 }
 
+fn default_true() -> bool {
+    true
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HwConfig {
@@ -64,6 +68,10 @@ pub struct HwConfig {
     /// of two, 2..=64; with `mem_latency + 2` of them the fetch streams one per cycle).
     #[serde(default = "default_queue_depth")]
     pub fetch_depth: usize,
+    /// Whether the accelerator has the residual-add unit (the `add` instruction). Without
+    /// it the design is smaller, and the compiler refuses models with an add layer.
+    #[serde(default = "default_true")]
+    pub add_unit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -96,6 +104,7 @@ impl HwConfig {
             clock_mhz: 100.0,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             fetch_depth: DEFAULT_QUEUE_DEPTH,
+            add_unit: true,
         };
         config.validate()?;
         Ok(config)
@@ -317,6 +326,17 @@ mod tests {
             (loaded.queue_depth, loaded.fetch_depth),
             (DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH)
         );
+        assert_eq!(loaded, hw);
+    }
+
+    /// Files written before the add unit was optional describe hardware that has it.
+    #[test]
+    fn files_without_add_unit_have_the_add_unit() {
+        let hw = HwConfig::preset(2, 2).unwrap();
+        let old = hw.to_toml().replace("add_unit = true\n", "");
+        assert!(!old.contains("add_unit"), "{old}");
+        let loaded: HwConfig = toml::from_str(&old).unwrap();
+        assert!(loaded.add_unit);
         assert_eq!(loaded, hw);
     }
 

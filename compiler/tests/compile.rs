@@ -142,6 +142,33 @@ fn unsupported_widths_and_tiny_buffers_are_refused_by_name() {
     assert!(err.to_string().contains("of the activation buffer"), "{err}");
 }
 
+/// Hardware without the add unit runs plain CNNs and refuses residual ones by layer.
+#[test]
+fn residual_adds_need_the_add_unit() {
+    let hw = HwConfig {
+        add_unit: false,
+        ..HwConfig::preset(4, 4).unwrap()
+    };
+    let cnn = synthetic::small_cnn([1, 28, 28], 10, Precision::W8A8, 0).unwrap();
+    compile(&cnn, &hw).unwrap();
+    let resnet = synthetic::tiny_resnet([3, 8, 8], 4, Precision::W8A8, 0).unwrap();
+    let add = resnet
+        .layers
+        .iter()
+        .find(|l| matches!(l.op, compiler::ir::Op::Add(_)))
+        .expect("a residual add");
+    let err = compile(&resnet, &hw).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "layer '{}': a residual add needs the add unit, which this hardware leaves out \
+             (add_unit = false in the hardware config)",
+            add.name
+        )
+    );
+    assert!(compile(&resnet, &HwConfig::preset(4, 4).unwrap()).is_ok());
+}
+
 #[test]
 fn a_few_channel_input_is_packed_as_im2col_when_that_saves_slices() {
     use compiler::lower::layout::InputPacking;

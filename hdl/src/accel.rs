@@ -11,6 +11,15 @@
 //!   starts and which one drives the shared buffer ports (activation read, output
 //!   write, accumulator read).
 //! - Stores: one DMA engine on the write channel and the output buffer's read port.
+//! - Requantizers: one bank of `max(rows, cols)` lanes for post (its `cols` lanes),
+//!   pool and add (their `rows` lanes). The exec queue runs one instruction at a time
+//!   (the controller starts the next only after the running one's `done`, and the
+//!   decoded head stays until then), so at most one of them uses the bank in any
+//!   cycle; the head's kind selects whose operands reach it.
+//! - Without the add unit (`HwConfig::add_unit = false`) the `add` instance stays in
+//!   the Verilog (rust-hdl cannot subscript the lanes of an optional child), but a
+//!   constant 0 keeps it from starting and from driving anything, so synthesis
+//!   removes all of it; the compiler refuses models with an add layer.
 //!
 //! # Lint
 //!
@@ -32,6 +41,7 @@ use crate::matmul::MatmulEngine;
 use crate::memory::SdpRam;
 use crate::pool::PoolUnit;
 use crate::post::PostUnit;
+use crate::requant::Requantizer;
 use crate::ws_pe::{PSUM_BITS, WEIGHT_BITS};
 
 type B32 = Bits<32>;
@@ -143,6 +153,10 @@ pub struct Accelerator {
     post: PostUnit,
     pool: PoolUnit,
     add: AddUnit,
+    /// The requantizer bank shared by post, pool and add.
+    rq: Vec<Requantizer>,
+    /// Whether the add unit is there (`HwConfig::add_unit`).
+    c_has_add: Constant<Bit>,
     act_buf: SdpRam<B8>,
     wgt_buf: SdpRam<B8>,
     param_buf: SdpRam<B8>,
@@ -216,9 +230,11 @@ impl Accelerator {
             load_dma: Dma::new(bus, rows.max(cols).max(PARAM_ENTRY_BYTES)),
             store_dma: Dma::new(bus, rows),
             matmul: MatmulEngine::new(rows, cols),
-            post: PostUnit::new(rows, cols),
-            pool: PoolUnit::new(rows),
-            add: AddUnit::new(rows),
+            post: PostUnit::sharing(rows, cols),
+            pool: PoolUnit::sharing(rows),
+            add: AddUnit::sharing(rows),
+            rq: many(rows.max(cols)),
+            c_has_add: Constant::new(hw.add_unit),
             act_buf: SdpRam::new(rows, hw.act_buffer_words),
             wgt_buf: SdpRam::new(cols, hw.weight_buffer_words),
             param_buf: SdpRam::new(PARAM_ENTRY_BYTES, hw.param_buffer_entries),
@@ -379,9 +395,11 @@ impl Logic for Accelerator {
         self.matmul.start.next = self.ctrl.exec_start.val() & self.exec_dec.is_matmul.val();
         self.post.start.next = self.ctrl.exec_start.val() & self.exec_dec.is_post.val();
         self.pool.start.next = self.ctrl.exec_start.val() & self.exec_dec.is_pool.val();
-        self.add.start.next = self.ctrl.exec_start.val() & self.exec_dec.is_add.val();
-        self.ctrl.exec_done.next =
-            self.matmul.done.val() | self.post.done.val() | self.pool.done.val() | self.add.done.val();
+        self.add.start.next = self.ctrl.exec_start.val() & self.exec_dec.is_add.val() & self.c_has_add.val();
+        self.ctrl.exec_done.next = self.matmul.done.val()
+            | self.post.done.val()
+            | self.pool.done.val()
+            | (self.add.done.val() & self.c_has_add.val());
 
         self.matmul.act.next = self.exec_dec.mm_act.val();
         self.matmul.tile_words.next = self.exec_dec.mm_tile_words.val();
@@ -443,7 +461,7 @@ impl Logic for Accelerator {
         if self.exec_dec.is_pool.val() {
             self.act_buf.read_address.next = self.pool.act_raddr.val();
         }
-        if self.exec_dec.is_add.val() {
+        if self.exec_dec.is_add.val() & self.c_has_add.val() {
             self.act_buf.read_address.next = self.add.act_raddr.val();
         }
         for k in 0..self.act_buf.read_data.len() {
@@ -488,7 +506,7 @@ impl Logic for Accelerator {
             self.out_buf.write_enable.next = self.pool.out_we.val();
             self.out_buf.write_address.next = self.pool.out_waddr.val();
         }
-        if self.exec_dec.is_add.val() {
+        if self.exec_dec.is_add.val() & self.c_has_add.val() {
             self.out_buf.write_enable.next = self.add.out_we.val();
             self.out_buf.write_address.next = self.add.out_waddr.val();
         }
@@ -497,10 +515,54 @@ impl Logic for Accelerator {
                 self.out_buf.write_data[k].next = self.pool.out_wdata[k].val();
                 self.out_buf.write_lanes[k].next = self.pool.out_wlanes[k].val();
             }
-            if self.exec_dec.is_add.val() {
+            if self.exec_dec.is_add.val() & self.c_has_add.val() {
                 self.out_buf.write_data[k].next = self.add.out_wdata[k].val();
                 self.out_buf.write_lanes[k].next = self.add.out_wlanes[k].val();
             }
+        }
+
+        // Requantizer bank: post's lanes unless a pool or an add runs; the lanes past
+        // post's (rows > cols) only pool and add use.
+        for c in 0..self.post.rq_acc.len() {
+            self.rq[c].acc.next = self.post.rq_acc[c].val();
+            self.rq[c].bias.next = self.post.rq_bias[c].val();
+            self.rq[c].multiplier.next = self.post.rq_multiplier[c].val();
+            self.rq[c].shift.next = self.post.rq_shift[c].val();
+            self.rq[c].bits.next = self.post.rq_bits.val();
+            self.rq[c].is_signed.next = self.post.rq_signed.val();
+        }
+        for k in self.post.rq_acc.len()..self.rq.len() {
+            self.rq[k].acc.next = self.pool.rq_acc[k].val();
+            self.rq[k].bias.next = self.pool.rq_bias[k].val();
+            self.rq[k].multiplier.next = self.pool.rq_multiplier[k].val();
+            self.rq[k].shift.next = self.pool.rq_shift[k].val();
+            self.rq[k].bits.next = self.pool.rq_bits.val();
+            self.rq[k].is_signed.next = self.pool.rq_signed.val();
+        }
+        for k in 0..self.pool.rq_acc.len() {
+            if self.exec_dec.is_pool.val() {
+                self.rq[k].acc.next = self.pool.rq_acc[k].val();
+                self.rq[k].bias.next = self.pool.rq_bias[k].val();
+                self.rq[k].multiplier.next = self.pool.rq_multiplier[k].val();
+                self.rq[k].shift.next = self.pool.rq_shift[k].val();
+                self.rq[k].bits.next = self.pool.rq_bits.val();
+                self.rq[k].is_signed.next = self.pool.rq_signed.val();
+            }
+            if self.exec_dec.is_add.val() & self.c_has_add.val() {
+                self.rq[k].acc.next = self.add.rq_acc[k].val();
+                self.rq[k].bias.next = self.add.rq_bias[k].val();
+                self.rq[k].multiplier.next = self.add.rq_multiplier[k].val();
+                self.rq[k].shift.next = self.add.rq_shift[k].val();
+                self.rq[k].bits.next = self.add.rq_bits.val();
+                self.rq[k].is_signed.next = self.add.rq_signed.val();
+            }
+        }
+        for c in 0..self.post.rq_y.len() {
+            self.post.rq_y[c].next = self.rq[c].y.val();
+        }
+        for k in 0..self.pool.rq_y.len() {
+            self.pool.rq_y[k].next = self.rq[k].y.val();
+            self.add.rq_y[k].next = self.rq[k].y.val();
         }
 
         // Outputs nobody reads.
@@ -550,8 +612,11 @@ mod tests {
 
     #[test]
     fn accelerator_verilog_lints_clean_but_the_waivers() {
-        for (rows, cols) in [(2, 2), (3, 2), (8, 8)] {
-            let hw = HwConfig::preset(rows, cols).unwrap();
+        for (rows, cols, add_unit) in [(2, 2, true), (3, 2, true), (2, 3, false), (8, 8, true)] {
+            let hw = HwConfig {
+                add_unit,
+                ..HwConfig::preset(rows, cols).unwrap()
+            };
             crate::testing::assert_lints_clean_waiving(&accelerator_verilog(&hw), &waived());
         }
     }

@@ -98,6 +98,16 @@ pub struct AddUnit {
     pub out_waddr: Signal<Out, B16>,
     pub out_wdata: Vec<Signal<Out, Bits<8>>>,
     pub out_wlanes: Vec<Signal<Out, Bit>>,
+    /// Requantizer operands, one lane per row, and their results: from the unit's own
+    /// requantizers ([`AddUnit::new`]) or, in the accelerator, from its shared bank
+    /// through `rq_y` ([`AddUnit::sharing`]; see [`crate::requant`]).
+    pub rq_acc: Vec<Signal<Out, Signed<32>>>,
+    pub rq_bias: Vec<Signal<Out, Signed<32>>>,
+    pub rq_multiplier: Vec<Signal<Out, B16>>,
+    pub rq_shift: Vec<Signal<Out, Bits<6>>>,
+    pub rq_bits: Signal<Out, Bits<5>>,
+    pub rq_signed: Signal<Out, Bit>,
+    pub rq_y: Vec<Signal<In, Signed<OUT_BITS>>>,
     fields: RequantFields,
     scale: Vec<ByteScale>,
     rq: Vec<Requantizer>,
@@ -125,9 +135,20 @@ pub struct AddUnit {
 }
 
 impl AddUnit {
-    /// The unit for activation and output words of `rows` bytes.
+    /// The unit for activation and output words of `rows` bytes, with its own
+    /// requantizers.
     pub fn new(rows: usize) -> Self {
+        Self::with_requantizers(rows, true)
+    }
+
+    /// The unit without requantizers: it reads them from `rq_y` (the accelerator's bank).
+    pub fn sharing(rows: usize) -> Self {
+        Self::with_requantizers(rows, false)
+    }
+
+    fn with_requantizers(rows: usize, own: bool) -> Self {
         assert!(rows >= 1, "empty add unit");
+        let (own_lanes, shared_lanes) = if own { (rows, 0) } else { (0, rows) };
         Self {
             clock: Default::default(),
             start: Default::default(),
@@ -150,9 +171,16 @@ impl AddUnit {
             out_waddr: Default::default(),
             out_wdata: many(rows),
             out_wlanes: many(rows),
+            rq_acc: many(rows),
+            rq_bias: many(rows),
+            rq_multiplier: many(rows),
+            rq_shift: many(rows),
+            rq_bits: Default::default(),
+            rq_signed: Default::default(),
+            rq_y: many(shared_lanes),
             fields: Default::default(),
             scale: many(rows),
-            rq: many(rows),
+            rq: many(own_lanes),
             low: many(rows),
             busy_r: Default::default(),
             a_on: Default::default(),
@@ -234,7 +262,12 @@ impl Logic for AddUnit {
         // Stage C: round, clamp and write output word i.
         self.out_we.next = self.c_valid.q.val();
         self.out_waddr.next = self.out.val() + self.o_cnt.q.val();
-        for k in 0..self._rows {
+        self.rq_bits.next = self.fields.bits5.val();
+        self.rq_signed.next = self.is_signed.val();
+        // The own requantizers take the operands from their sources, not from the
+        // `rq_*` ports: reading back a port this block drives is a combinational cycle
+        // to Verilator.
+        for k in 0..self.rq.len() {
             self.rq[k].acc.next = self.pa[k].q.val();
             self.rq[k].bias.next = self.pb[k].q.val();
             self.rq[k].multiplier.next = self.one16.val();
@@ -242,6 +275,15 @@ impl Logic for AddUnit {
             self.rq[k].bits.next = self.fields.bits5.val();
             self.rq[k].is_signed.next = self.is_signed.val();
             self.low[k].wide.next = self.rq[k].y.val();
+        }
+        for k in 0..self.rq_y.len() {
+            self.low[k].wide.next = self.rq_y[k].val();
+        }
+        for k in 0..self._rows {
+            self.rq_acc[k].next = self.pa[k].q.val();
+            self.rq_bias[k].next = self.pb[k].q.val();
+            self.rq_multiplier[k].next = self.one16.val();
+            self.rq_shift[k].next = self.fields.shift6.val();
             self.out_wdata[k].next = self.low[k].low.val();
             self.out_wlanes[k].next = true;
         }

@@ -115,7 +115,9 @@ impl<const N: usize> Logic for LowByte<N> {
 }
 
 /// Per-instruction constants of the pooling unit (see the module documentation),
-/// all 16 bits (addresses modulo 2^16).
+/// all 16 bits (addresses modulo 2^16). Three products, each one SB_MAC16 on iCE40:
+/// the steps are factored (`(tile_w - kernel_w + 1)*groups`, `tile_w*(stride*groups)`)
+/// so that none needs two multipliers; modulo 2^16 the values are the same.
 #[derive(LogicBlock, Default)]
 pub struct PoolSetup {
     pub tile_w: Signal<In, B16>,
@@ -148,9 +150,10 @@ impl Logic for PoolSetup {
         self.g_last.next = m(g.wrapping_sub(1));
         self.ow_last.next = m(v(&self.out_w).wrapping_sub(1));
         self.oh_last.next = m(v(&self.out_h).wrapping_sub(1));
-        self.row_jump.next = m((tw * g).wrapping_sub(kw.wrapping_sub(1).wrapping_mul(g)));
-        self.ox_step.next = m(v8(&self.stride) * g);
-        self.oy_step.next = m(v8(&self.stride) * tw * g);
+        let ox_step = v8(&self.stride) * g;
+        self.row_jump.next = m(tw.wrapping_sub(kw.wrapping_sub(1)).wrapping_mul(g));
+        self.ox_step.next = m(ox_step);
+        self.oy_step.next = m(tw * ox_step);
     }
 
     fn connect(&mut self) {
@@ -173,15 +176,16 @@ impl Logic for PoolSetup {
             r#"
 wire [15:0] kw16 = {8'd0, kernel_w};
 wire [15:0] stride16 = {8'd0, stride};
+wire [15:0] step = stride16 * groups;
 always @(*) begin
   kw_last = kw16 - 16'd1;
   kh_last = {8'd0, kernel_h} - 16'd1;
   g_last = groups - 16'd1;
   ow_last = out_w - 16'd1;
   oh_last = out_h - 16'd1;
-  row_jump = tile_w * groups - (kw16 - 16'd1) * groups;
-  ox_step = stride16 * groups;
-  oy_step = stride16 * tile_w * groups;
+  row_jump = (tile_w - kw16 + 16'd1) * groups;
+  ox_step = step;
+  oy_step = tile_w * step;
 end
 "#
             .into(),
@@ -220,6 +224,16 @@ pub struct PoolUnit {
     pub out_waddr: Signal<Out, B16>,
     pub out_wdata: Vec<Signal<Out, Bits<8>>>,
     pub out_wlanes: Vec<Signal<Out, Bit>>,
+    /// Requantizer operands, one lane per row, and their results: from the unit's own
+    /// requantizers ([`PoolUnit::new`]) or, in the accelerator, from its shared bank
+    /// through `rq_y` ([`PoolUnit::sharing`]; see [`crate::requant`]).
+    pub rq_acc: Vec<Signal<Out, Signed<32>>>,
+    pub rq_bias: Vec<Signal<Out, Signed<32>>>,
+    pub rq_multiplier: Vec<Signal<Out, B16>>,
+    pub rq_shift: Vec<Signal<Out, Bits<6>>>,
+    pub rq_bits: Signal<Out, Bits<5>>,
+    pub rq_signed: Signal<Out, Bit>,
+    pub rq_y: Vec<Signal<In, Signed<OUT_BITS>>>,
     setup: PoolSetup,
     fields: RequantFields,
     ext: Vec<ByteExtend>,
@@ -258,9 +272,20 @@ pub struct PoolUnit {
 }
 
 impl PoolUnit {
-    /// The unit for activation and output words of `rows` bytes.
+    /// The unit for activation and output words of `rows` bytes, with its own
+    /// requantizers.
     pub fn new(rows: usize) -> Self {
+        Self::with_requantizers(rows, true)
+    }
+
+    /// The unit without requantizers: it reads them from `rq_y` (the accelerator's bank).
+    pub fn sharing(rows: usize) -> Self {
+        Self::with_requantizers(rows, false)
+    }
+
+    fn with_requantizers(rows: usize, own: bool) -> Self {
         assert!(rows >= 1, "empty pool unit");
+        let (own_lanes, shared_lanes) = if own { (rows, 0) } else { (0, rows) };
         Self {
             clock: Default::default(),
             start: Default::default(),
@@ -287,11 +312,18 @@ impl PoolUnit {
             out_waddr: Default::default(),
             out_wdata: many(rows),
             out_wlanes: many(rows),
+            rq_acc: many(rows),
+            rq_bias: many(rows),
+            rq_multiplier: many(rows),
+            rq_shift: many(rows),
+            rq_bits: Default::default(),
+            rq_signed: Default::default(),
+            rq_y: many(shared_lanes),
             setup: Default::default(),
             fields: Default::default(),
             ext: many(rows),
             widen: many(rows),
-            rq: many(rows),
+            rq: many(own_lanes),
             busy_r: Default::default(),
             a_on: Default::default(),
             a_now: Default::default(),
@@ -419,7 +451,12 @@ impl Logic for PoolUnit {
         // Stage C: the finished window (its last word was folded in at the last edge).
         self.out_we.next = self.c_valid.q.val();
         self.out_waddr.next = self.out.val() + self.o_cnt.q.val();
-        for k in 0..self._rows {
+        self.rq_bits.next = self.fields.bits5.val();
+        self.rq_signed.next = self.is_signed.val();
+        // The own requantizers take the operands from their sources, not from the
+        // `rq_*` ports: reading back a port this block drives is a combinational cycle
+        // to Verilator.
+        for k in 0..self.rq.len() {
             self.rq[k].acc.next = self.accum[k].q.val();
             self.rq[k].bias.next = self.zero32.val();
             self.rq[k].multiplier.next = self.multiplier.val();
@@ -427,6 +464,15 @@ impl Logic for PoolUnit {
             self.rq[k].bits.next = self.fields.bits5.val();
             self.rq[k].is_signed.next = self.is_signed.val();
             self.rq_low[k].wide.next = self.rq[k].y.val();
+        }
+        for k in 0..self.rq_y.len() {
+            self.rq_low[k].wide.next = self.rq_y[k].val();
+        }
+        for k in 0..self._rows {
+            self.rq_acc[k].next = self.accum[k].q.val();
+            self.rq_bias[k].next = self.zero32.val();
+            self.rq_multiplier[k].next = self.multiplier.val();
+            self.rq_shift[k].next = self.fields.shift6.val();
             self.max_low[k].wide.next = self.accum[k].q.val();
             self.out_wdata[k].next = self.max_low[k].low.val();
             if self.mode.val() {

@@ -363,6 +363,16 @@ pub struct PostUnit {
     pub out_waddr: Signal<Out, B16>,
     pub out_wdata: Vec<Signal<Out, Bits<8>>>,
     pub out_wlanes: Vec<Signal<Out, Bit>>,
+    /// Requantizer operands, one lane per column, and their results: from the unit's
+    /// own requantizers ([`PostUnit::new`]) or, in the accelerator, from its shared bank
+    /// through `rq_y` ([`PostUnit::sharing`]; see [`crate::requant`]).
+    pub rq_acc: Vec<Signal<Out, Signed<32>>>,
+    pub rq_bias: Vec<Signal<Out, Signed<32>>>,
+    pub rq_multiplier: Vec<Signal<Out, B16>>,
+    pub rq_shift: Vec<Signal<Out, Bits<6>>>,
+    pub rq_bits: Signal<Out, Bits<5>>,
+    pub rq_signed: Signal<Out, Bit>,
+    pub rq_y: Vec<Signal<In, Signed<OUT_BITS>>>,
     setup: PostSetup,
     decode: ParamDecode,
     rq: Vec<Requantizer>,
@@ -408,9 +418,20 @@ pub struct PostUnit {
 }
 
 impl PostUnit {
-    /// The unit for an accelerator with `rows`-byte output words and `cols` columns.
+    /// The unit for an accelerator with `rows`-byte output words and `cols` columns,
+    /// with its own requantizers.
     pub fn new(rows: usize, cols: usize) -> Self {
+        Self::with_requantizers(rows, cols, true)
+    }
+
+    /// The unit without requantizers: it reads them from `rq_y` (the accelerator's bank).
+    pub fn sharing(rows: usize, cols: usize) -> Self {
+        Self::with_requantizers(rows, cols, false)
+    }
+
+    fn with_requantizers(rows: usize, cols: usize, own: bool) -> Self {
         assert!((1..=256).contains(&rows) && cols >= 1, "bad {rows}x{cols} post unit");
+        let (own_lanes, shared_lanes) = if own { (cols, 0) } else { (0, cols) };
         let c16 = |v: usize| Constant::new((v as u64).into());
         Self {
             clock: Default::default(),
@@ -434,9 +455,16 @@ impl PostUnit {
             out_waddr: Default::default(),
             out_wdata: many(rows),
             out_wlanes: many(rows),
+            rq_acc: many(cols),
+            rq_bias: many(cols),
+            rq_multiplier: many(cols),
+            rq_shift: many(cols),
+            rq_bits: Default::default(),
+            rq_signed: Default::default(),
+            rq_y: many(shared_lanes),
             setup: PostSetup::new(rows),
             decode: Default::default(),
-            rq: many(cols),
+            rq: many(own_lanes),
             place: Placer::new(rows, cols),
             busy_r: Default::default(),
             p_on: Default::default(),
@@ -573,7 +601,18 @@ impl Logic for PostUnit {
         }
 
         // Stage B: requantize the accumulators, register the values.
+        self.rq_bits.next = self.bits.val().get_bits::<5>(0);
+        self.rq_signed.next = self.is_signed.val();
         for c in 0..self._cols {
+            self.rq_acc[c].next = self.acc_rdata[c].val();
+            self.rq_bias[c].next = self.bias[c].q.val();
+            self.rq_multiplier[c].next = self.mult[c].q.val();
+            self.rq_shift[c].next = self.shf[c].q.val();
+        }
+        // The own requantizers take the operands from their sources, not from the
+        // `rq_*` ports: reading back a port this block drives is a combinational cycle
+        // to Verilator.
+        for c in 0..self.rq.len() {
             self.rq[c].acc.next = self.acc_rdata[c].val();
             self.rq[c].bias.next = self.bias[c].q.val();
             self.rq[c].multiplier.next = self.mult[c].q.val();
@@ -581,6 +620,9 @@ impl Logic for PostUnit {
             self.rq[c].bits.next = self.bits.val().get_bits::<5>(0);
             self.rq[c].is_signed.next = self.is_signed.val();
             self.y[c].d.next = self.rq[c].y.val();
+        }
+        for c in 0..self.rq_y.len() {
+            self.y[c].d.next = self.rq_y[c].val();
         }
         self.c_valid.d.next = self.b_valid.q.val();
         self.c_word.d.next = self.b_word.q.val();

@@ -1,10 +1,11 @@
-//! The requantizer of the post-processing unit: docs/integer-semantics.md §3-§4 in
-//! hardware. `y = clamp(round_shift((acc + bias) * m, s))` into the dtype given by
-//! `bits` (2..=16) and `is_signed`, with round-half-up (`(p + 2^(s-1)) >>> s`).
+//! The requantizer of the post, pool and add units (one bank in the accelerator,
+//! shared by the three: docs/rtl.md): docs/integer-semantics.md §3-§4 in hardware.
+//! `y = clamp(round_shift((acc + bias) * m, s))` into the dtype given by `bits`
+//! (2..=16) and `is_signed`, with round-half-up (`(p + 2^(s-1)) >>> s`).
 //!
 //! The datapath is hand-written Verilog (`Verilog::Custom`): rust-hdl's simulator
 //! multiplies only 16x16 bits and cannot shift by a variable amount, while Verilog's
-//! signed `*` and `>>>` say exactly what is meant and map onto DSPs. The rust-hdl
+//! signed `*` maps onto DSPs and the shifter can be laid out stage by stage. The rust-hdl
 //! simulation model is `compiler::arith::requantize` itself; the Verilog is checked
 //! against that same function in Verilator (tests below), so both agree bit for bit.
 
@@ -69,16 +70,38 @@ impl Logic for Requantizer {
 
 /// The datapath. Every operand of an arithmetic expression is signed, so Verilog keeps
 /// the arithmetic signed (one unsigned operand would make the whole expression unsigned).
+///
+/// Round half up is computed as `floor((t + 1) / 2)` with `t = floor(2p / 2^s)`: for
+/// `s >= 1` that is `floor((p + 2^(s-1)) / 2^s)`, and for `s = 0` it is `p`, so no
+/// variable addend `2^(s-1)` is needed. Only `t` in 19 signed bits can round into an
+/// output range (every bound lies within ±2^16, and `|t| >= 2^18` rounds to at least
+/// 2^17 in magnitude), so the shifter produces just those 19 bits, largest stage first,
+/// each stage keeping only the bits later stages can still select; `wide` notes whether
+/// any bit a stage drops from the top differs from the sign, and then the value
+/// saturates by its sign. The clamp compares 19-bit values.
 const VERILOG: &str = r#"
 wire signed [32:0] biased = acc + bias;
 wire signed [16:0] m = {1'b0, multiplier};
 wire signed [49:0] product = biased * m;
-wire signed [49:0] half = (shift == 6'd0) ? 50'sd0 : (50'sd1 <<< (shift - 6'd1));
-wire signed [49:0] rounded = (product + half) >>> shift;
-wire signed [49:0] lo = is_signed ? -(50'sd1 <<< (bits - 5'd1)) : 50'sd0;
-wire signed [49:0] hi = is_signed ? (50'sd1 <<< (bits - 5'd1)) - 50'sd1 : (50'sd1 <<< bits) - 50'sd1;
+wire sgn = product[49];
+wire [49:0] s32 = shift[5] ? {{31{sgn}}, product[49:31]} : {product[48:0], 1'b0};
+wire [33:0] s16 = shift[4] ? s32[49:16] : s32[33:0];
+wire [25:0] s8 = shift[3] ? s16[33:8] : s16[25:0];
+wire [21:0] s4 = shift[2] ? s8[25:4] : s8[21:0];
+wire [19:0] s2 = shift[1] ? s4[21:2] : s4[19:0];
+wire [18:0] t = shift[0] ? s2[19:1] : s2[18:0];
+wire wide = (t[18] != sgn)
+  | (!shift[4] && s32[49:34] != {16{sgn}})
+  | (!shift[3] && s16[33:26] != {8{sgn}})
+  | (!shift[2] && s8[25:22] != {4{sgn}})
+  | (!shift[1] && s4[21:20] != {2{sgn}})
+  | (!shift[0] && s2[19] != sgn);
+wire signed [18:0] rounded = {t[18], t[18:1]} + {18'd0, t[0]};
+wire signed [18:0] lo = is_signed ? -(19'sd1 <<< (bits - 5'd1)) : 19'sd0;
+wire signed [18:0] hi = is_signed ? (19'sd1 <<< (bits - 5'd1)) - 19'sd1 : (19'sd1 <<< bits) - 19'sd1;
 always @(*) begin
-  if (rounded < lo) y = lo[16:0];
+  if (wide) y = sgn ? lo[16:0] : hi[16:0];
+  else if (rounded < lo) y = lo[16:0];
   else if (rounded > hi) y = hi[16:0];
   else y = rounded[16:0];
 end
@@ -109,7 +132,12 @@ mod tests {
                     acc,
                     rng.gen_range(-(1 << 30)..(1 << 30)) >> rng.gen_range(0..30),
                     rng.gen(),
-                    rng.gen_range(0..=47),
+                    // Shifts past §3's bound of 47 too: the datapath is exact for all 6 bits.
+                    if rng.gen_bool(0.2) {
+                        rng.gen_range(48..=63)
+                    } else {
+                        rng.gen_range(0..=47)
+                    },
                     rng.gen_range(2..=16),
                     rng.gen(),
                 )
@@ -124,6 +152,21 @@ mod tests {
             (-6, 1, 1),
             (1000, 19661, 20),
             (0, 0, 0),
+            // t = 2p >> s at the edges of 19 signed bits (the shifter's window).
+            ((1 << 17) - 1, 1, 0),
+            (1 << 17, 1, 0),
+            (-(1 << 17), 1, 0),
+            (-(1 << 17) - 1, 1, 0),
+            ((1 << 18) - 1, 1, 1),
+            (1 << 18, 1, 1),
+            (-(1 << 18), 1, 1),
+            (-(1 << 18) - 1, 1, 1),
+            ((1 << 30) - 1, 0x8000, 31),
+            (1 << 30, 0x8000, 31),
+            (-(1 << 30), 0x8000, 31),
+            (-(1 << 30) - 1, 0x8000, 31),
+            (-(1 << 30), 0x8000, 32),
+            (i32::MIN, 0xFFFF, 48),
         ] {
             for bits in [2, 8, 16] {
                 for signed in [false, true] {

@@ -33,6 +33,8 @@ pub enum CompileError {
     },
     #[error("layer '{layer}': {what} is not supported by the accelerator")]
     Unsupported { layer: String, what: String },
+    #[error("layer '{layer}': a residual add needs the add unit, which this hardware leaves out (add_unit = false in the hardware config)")]
+    NoAddUnit { layer: String },
     #[error("layer '{layer}': {range}")]
     MatmulRange {
         layer: String,
@@ -90,6 +92,11 @@ pub fn check(model: &Model, hw: &HwConfig) -> Result<(), CompileError> {
     for (i, layer) in model.layers.iter().enumerate() {
         let input = dtypes[slot(model, &layer.inputs[0])];
         let last = i + 1 == model.layers.len();
+        if matches!(layer.op, IrOp::Add(_)) && !hw.add_unit {
+            return Err(CompileError::NoAddUnit {
+                layer: layer.name.clone(),
+            });
+        }
         if layer.output.dtype.bits > 8 && !(last && matches!(layer.op, IrOp::Linear(_) | IrOp::Conv2d(_))) {
             return Err(CompileError::Unsupported {
                 layer: layer.name.clone(),
