@@ -551,8 +551,12 @@ mod tests {
 
     #[test]
     fn accelerator_verilog_lints_clean_but_the_waivers() {
-        for (rows, cols) in [(2, 2), (3, 2), (8, 8)] {
-            let hw = HwConfig::preset(rows, cols).unwrap();
+        for (rows, cols, depth) in [(2, 2, 8), (3, 2, 8), (8, 8, 8), (1, 1, 1)] {
+            let hw = HwConfig {
+                queue_depth: depth,
+                fetch_depth: depth,
+                ..HwConfig::preset(rows, cols).unwrap()
+            };
             crate::testing::assert_lints_clean_waiving(&accelerator_verilog(&hw), &waived());
         }
     }
