@@ -19,7 +19,7 @@ pub const MAX_BUS_BYTES: usize = 32;
 pub const MAX_BUFFER_WORDS: usize = 1 << 16;
 /// Default depth of the controller's instruction queues and fetch buffer.
 pub const DEFAULT_QUEUE_DEPTH: usize = 8;
-/// Deepest instruction queue (the controller counts entries in 8 bits).
+/// Deepest instruction queue (the controller counts fetched instructions in 7 bits).
 pub const MAX_QUEUE_DEPTH: usize = 64;
 
 fn default_queue_depth() -> usize {
@@ -60,12 +60,13 @@ pub struct HwConfig {
     /// Clock frequency used to turn cycles into seconds.
     pub clock_mhz: f64,
     /// Instructions each unit's queue holds, the running one included (a power of two,
-    /// 2..=64): deeper queues let the dispatcher run further ahead; each entry is 344
-    /// bits of registers (docs/rtl.md, "Area").
+    /// 1..=64): deeper queues let the dispatcher run further ahead; each entry is 344
+    /// bits of registers (docs/rtl.md, "Area"), and depth 1 also needs no read
+    /// multiplexer.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
     /// Instructions the controller may have requested but not yet dispatched (a power
-    /// of two, 2..=64; with `mem_latency + 2` of them the fetch streams one per cycle).
+    /// of two, 1..=64; with `mem_latency + 2` of them the fetch streams one per cycle).
     #[serde(default = "default_queue_depth")]
     pub fetch_depth: usize,
     /// Whether the accelerator has the residual-add unit (the `add` instruction). Without
@@ -144,7 +145,7 @@ impl HwConfig {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
         let side = 1..=MAX_ARRAY_SIDE;
         let depth = |w: usize| w <= MAX_BUFFER_WORDS;
-        let queue = |d: usize| d.is_power_of_two() && (2..=MAX_QUEUE_DEPTH).contains(&d);
+        let queue = |d: usize| d.is_power_of_two() && d <= MAX_QUEUE_DEPTH;
         let checks: [(bool, &'static str, String); 15] = [
             (
                 side.contains(&self.rows),
@@ -218,12 +219,12 @@ impl HwConfig {
             (
                 queue(self.queue_depth),
                 "queue_depth",
-                format!("must be a power of two, 2..={MAX_QUEUE_DEPTH}"),
+                format!("must be a power of two, 1..={MAX_QUEUE_DEPTH}"),
             ),
             (
                 queue(self.fetch_depth),
                 "fetch_depth",
-                format!("must be a power of two, 2..={MAX_QUEUE_DEPTH}"),
+                format!("must be a power of two, 1..={MAX_QUEUE_DEPTH}"),
             ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
@@ -293,7 +294,9 @@ mod tests {
         for (queue_depth, fetch_depth, field) in [
             (3, 8, "'queue_depth'"),
             (8, 128, "'fetch_depth'"),
-            (1, 8, "'queue_depth'"),
+            (0, 8, "'queue_depth'"),
+            (8, 0, "'fetch_depth'"),
+            (8, 3, "'fetch_depth'"),
         ] {
             let hw = HwConfig {
                 queue_depth,

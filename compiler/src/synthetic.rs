@@ -268,8 +268,8 @@ pub fn random_layer_case(seed: u64, max_channels: usize, max_side: usize) -> (Mo
         acc_buffer_words: rng.gen_range(2..=256),
         out_buffer_words: rng.gen_range(min_out..=min_out + 512),
         param_buffer_entries: rng.gen_range(2 * cols..=128),
-        queue_depth: [2, 4, 8][rng.gen_range(0..3)],
-        fetch_depth: [2, 4, 8][rng.gen_range(0..3)],
+        queue_depth: [1, 2, 4, 8][rng.gen_range(0..4)],
+        fetch_depth: [1, 2, 4, 8][rng.gen_range(0..4)],
         ..base
     };
     (model, hw)

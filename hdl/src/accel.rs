@@ -612,9 +612,11 @@ mod tests {
 
     #[test]
     fn accelerator_verilog_lints_clean_but_the_waivers() {
-        for (rows, cols, add_unit) in [(2, 2, true), (3, 2, true), (2, 3, false), (8, 8, true)] {
+        for (rows, cols, add_unit, depth) in [(2, 2, true, 8), (3, 2, true, 8), (2, 3, false, 8), (8, 8, true, 8), (1, 1, false, 1)] {
             let hw = HwConfig {
                 add_unit,
+                queue_depth: depth,
+                fetch_depth: depth,
                 ..HwConfig::preset(rows, cols).unwrap()
             };
             crate::testing::assert_lints_clean_waiving(&accelerator_verilog(&hw), &waived());

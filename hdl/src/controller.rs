@@ -35,12 +35,12 @@ pub const INSN_USED_BYTES: usize = 43;
 /// byte `k` in bits `8k..8k+8` (queues of full 64-byte instructions would cost a
 /// third more registers for padding).
 pub type Insn = Bits<{ INSN_USED_BYTES * 8 }>;
-/// Width of queue counts.
-const COUNT_BITS: usize = 8;
+/// Width of the fetch counts (`pending`, `inflight`): both are at most `fetch_depth`.
+const COUNT_BITS: usize = 7;
 type Count = Bits<COUNT_BITS>;
 type B32 = Bits<32>;
 
-const _: () = assert!(INSN_USED_BYTES <= INSTRUCTION_BYTES && MAX_QUEUE_DEPTH < 128);
+const _: () = assert!(INSN_USED_BYTES <= INSTRUCTION_BYTES && MAX_QUEUE_DEPTH < 1 << COUNT_BITS);
 
 /// The used instruction bytes as one word. Custom Verilog because rust-hdl has no
 /// concatenation (see `SignExtend`).
@@ -81,10 +81,13 @@ impl Logic for ConcatBytes {
 /// A first-in first-out queue of instructions: a ring buffer of `depth` (a power of
 /// two) entries with read and write pointers, so that only a push writes an entry
 /// (a shift register would copy every entry every cycle, which dominated the
-/// simulation time). `head` is the entry at the read pointer (stale when empty).
-/// `push` when full (without `pop`) and `pop` when empty are not allowed; `clear`
-/// empties it and wins over `push` and `pop`. Custom Verilog: rust-hdl cannot index
-/// a memory by a signal; the Rust model below is the same ring buffer.
+/// simulation time). `head` is the entry at the read pointer (stale when empty);
+/// `empty` and `full` are its only occupancy outputs (the controller never needs the
+/// count, and pointers with one wrap bit give both without a counter). `push` when
+/// full (without `pop`) and `pop` when empty are not allowed; `clear` empties it and
+/// wins over `push` and `pop`. Depth 1 is a single register and a valid bit (no
+/// pointers, no read multiplexer). Custom Verilog: rust-hdl cannot index a memory by
+/// a signal; the Rust model below is the same ring buffer.
 #[derive(LogicBlock)]
 pub struct InsnQueue {
     pub clock: Signal<In, Clock>,
@@ -93,7 +96,8 @@ pub struct InsnQueue {
     pub pop: Signal<In, Bit>,
     pub clear: Signal<In, Bit>,
     pub head: Signal<Out, Insn>,
-    pub count: Signal<Out, Count>,
+    pub empty: Signal<Out, Bit>,
+    pub full: Signal<Out, Bit>,
     _entries: Vec<Insn>,
     _read: usize,
     _write: usize,
@@ -103,8 +107,8 @@ pub struct InsnQueue {
 impl InsnQueue {
     pub fn new(depth: usize) -> Self {
         assert!(
-            depth.is_power_of_two() && (2..128).contains(&depth),
-            "queue depth: a power of two, 2..128"
+            depth.is_power_of_two() && depth <= MAX_QUEUE_DEPTH,
+            "queue depth: a power of two, 1..={MAX_QUEUE_DEPTH}"
         );
         Self {
             clock: Default::default(),
@@ -113,7 +117,8 @@ impl InsnQueue {
             pop: Default::default(),
             clear: Default::default(),
             head: Default::default(),
-            count: Default::default(),
+            empty: Default::default(),
+            full: Default::default(),
             _entries: vec![Insn::default(); depth],
             _read: 0,
             _write: 0,
@@ -141,6 +146,51 @@ impl InsnQueue {
         }
         self._count = self._count + push as usize - pop as usize;
     }
+
+    /// Depth 1: the entry and whether it holds an instruction.
+    fn register_verilog(&self) -> String {
+        format!(
+            "reg [{w}:0] entry;
+reg valid;
+initial valid = 0;
+always @(posedge clock) begin
+  if (push && !clear) entry <= push_data;
+  valid <= !clear && (push || (valid && !pop));
+end
+always @(*) begin head = entry; empty = !valid; full = valid; end",
+            w = Insn::BITS - 1,
+        )
+    }
+
+    /// Depth 2 and more: `depth` entries, and pointers with a wrap bit above the
+    /// index bits (equal pointers: empty; equal but for the wrap bit: full).
+    fn ring_verilog(&self) -> String {
+        let depth = self.depth();
+        let index = depth.trailing_zeros() as usize;
+        format!(
+            "reg [{w}:0] entries [0:{d}];
+reg [{p}:0] read_at;
+reg [{p}:0] write_at;
+initial begin read_at = 0; write_at = 0; end
+always @(posedge clock) begin
+  if (clear) begin
+    read_at <= 0; write_at <= 0;
+  end else begin
+    if (push) begin entries[write_at[{i}:0]] <= push_data; write_at <= write_at + 1'b1; end
+    if (pop) read_at <= read_at + 1'b1;
+  end
+end
+always @(*) begin
+  head = entries[read_at[{i}:0]];
+  empty = read_at == write_at;
+  full = read_at == {{~write_at[{p}], write_at[{i}:0]}};
+end",
+            w = Insn::BITS - 1,
+            d = depth - 1,
+            p = index,
+            i = index - 1,
+        )
+    }
 }
 
 impl Logic for InsnQueue {
@@ -149,38 +199,22 @@ impl Logic for InsnQueue {
             self.clock_edge();
         }
         self.head.next = self._entries[self._read];
-        self.count.next = (self._count as u64).into();
+        self.empty.next = self._count == 0;
+        self.full.next = self._count == self.depth();
     }
 
     fn connect(&mut self) {
         self.head.connect();
-        self.count.connect();
+        self.empty.connect();
+        self.full.connect();
     }
 
     fn hdl(&self) -> Verilog {
-        let (depth, width) = (self.depth(), Insn::BITS);
-        let pointer = depth.trailing_zeros().max(1) as usize;
-        Verilog::Custom(format!(
-            "reg [{w}:0] entries [0:{d}];
-reg [{p}:0] read_at;
-reg [{p}:0] write_at;
-reg [{c}:0] held;
-initial begin read_at = 0; write_at = 0; held = 0; end
-always @(posedge clock) begin
-  if (clear) begin
-    read_at <= 0; write_at <= 0; held <= 0;
-  end else begin
-    if (push) begin entries[write_at] <= push_data; write_at <= write_at + 1'b1; end
-    if (pop) read_at <= read_at + 1'b1;
-    held <= held + {{{c}'d0, push}} - {{{c}'d0, pop}};
-  end
-end
-always @(*) begin head = entries[read_at]; count = held; end",
-            w = width - 1,
-            d = depth - 1,
-            p = pointer - 1,
-            c = COUNT_BITS - 1,
-        ))
+        Verilog::Custom(if self.depth() == 1 {
+            self.register_verilog()
+        } else {
+            self.ring_verilog()
+        })
     }
 }
 
@@ -218,6 +252,8 @@ pub struct Controller {
     concat: ConcatBytes,
     /// The padding bytes of the instruction port (always zero).
     unused_padding: Vec<Signal<Local, Bits<8>>>,
+    /// The fetch buffer's `full`: `pending` already keeps requests within its depth.
+    unused_fetch_full: Signal<Local, Bit>,
     fetch_q: InsnQueue,
     load_q: InsnQueue,
     exec_q: InsnQueue,
@@ -229,7 +265,6 @@ pub struct Controller {
     cycles_r: DFF<B32>,
     req_valid: DFF<Bit>,
     req_index: DFF<B32>,
-    fetch_next: DFF<B32>,
     pending: DFF<Count>,
     inflight: DFF<Count>,
     load_active: DFF<Bit>,
@@ -252,10 +287,10 @@ pub struct Controller {
     exec_is_end: Signal<Local, Bit>,
     exec_retire: Signal<Local, Bit>,
     finish: Signal<Local, Bit>,
-    c_zero8: Constant<Count>,
-    c_one8: Constant<Count>,
-    c_queue: Constant<Count>,
+    c_zero_count: Constant<Count>,
+    c_one_count: Constant<Count>,
     c_fetch: Constant<Count>,
+    c_zero8: Constant<Bits<8>>,
     c_zero32: Constant<B32>,
     c_one32: Constant<B32>,
     c_op_load: Constant<Bits<8>>,
@@ -299,6 +334,7 @@ impl Controller {
             unused_padding: (INSN_USED_BYTES..INSTRUCTION_BYTES)
                 .map(|_| Default::default())
                 .collect(),
+            unused_fetch_full: Default::default(),
             fetch_q: InsnQueue::new(fetch_depth),
             load_q: InsnQueue::new(queue_depth),
             exec_q: InsnQueue::new(queue_depth),
@@ -310,7 +346,6 @@ impl Controller {
             cycles_r: Default::default(),
             req_valid: Default::default(),
             req_index: Default::default(),
-            fetch_next: Default::default(),
             pending: Default::default(),
             inflight: Default::default(),
             load_active: Default::default(),
@@ -332,10 +367,10 @@ impl Controller {
             exec_is_end: Default::default(),
             exec_retire: Default::default(),
             finish: Default::default(),
+            c_zero_count: Constant::new(0u64.into()),
+            c_one_count: Constant::new(1u64.into()),
+            c_fetch: Constant::new((fetch_depth as u64).into()),
             c_zero8: k8(0),
-            c_one8: k8(1),
-            c_queue: k8(queue_depth as u64),
-            c_fetch: k8(fetch_depth as u64),
             c_zero32: Constant::new(0u64.into()),
             c_one32: Constant::new(1u64.into()),
             c_op_load: k8(1),
@@ -361,7 +396,6 @@ impl Logic for Controller {
             cycles_r,
             req_valid,
             req_index,
-            fetch_next,
             pending,
             inflight,
             load_active,
@@ -405,6 +439,7 @@ impl Logic for Controller {
             & (!self.req_valid.q.val() | self.ins_req_ready.val());
         self.fetch_q.push.next = self.ins_resp_valid.val() & !self.stop.q.val();
         self.fetch_q.push_data.next = self.concat.word.val();
+        self.unused_fetch_full.next = self.fetch_q.full.val();
 
         // Dispatch the fetch buffer's head into its unit's queue.
         self.opcode.next = self.fetch_q.head.val().get_bits::<8>(0);
@@ -414,10 +449,10 @@ impl Logic for Controller {
             (self.opcode.val() >= self.c_op_first_exec.val()) & (self.opcode.val() <= self.c_op_end.val());
         self.dispatch.next = self.running.q.val()
             & !self.stop.q.val()
-            & (self.fetch_q.count.val() != self.c_zero8.val())
-            & ((self.to_load.val() & (self.load_q.count.val() < self.c_queue.val()))
-                | (self.to_exec.val() & (self.exec_q.count.val() < self.c_queue.val()))
-                | (self.to_store.val() & (self.store_q.count.val() < self.c_queue.val())));
+            & !self.fetch_q.empty.val()
+            & ((self.to_load.val() & !self.load_q.full.val())
+                | (self.to_exec.val() & !self.exec_q.full.val())
+                | (self.to_store.val() & !self.store_q.full.val()));
         self.fetch_q.pop.next = self.dispatch.val();
         self.fetch_q.clear.next = self.dispatch.val() & self.to_exec.val() & (self.opcode.val() == self.c_op_end.val());
         self.load_q.push.next = self.dispatch.val() & self.to_load.val();
@@ -433,19 +468,19 @@ impl Logic for Controller {
         // Start each unit's head when the unit is free and its waits are met
         // (wait counts: bytes 2..6 load, 6..10 exec, 10..14 store).
         self.load_go.next = self.running.q.val()
-            & (self.load_q.count.val() != self.c_zero8.val())
+            & !self.load_q.empty.val()
             & !self.load_active.q.val()
             & (self.load_count.q.val() >= self.load_q.head.val().get_bits::<32>(16))
             & (self.exec_count.q.val() >= self.load_q.head.val().get_bits::<32>(48))
             & (self.store_count.q.val() >= self.load_q.head.val().get_bits::<32>(80));
         self.exec_go.next = self.running.q.val()
-            & (self.exec_q.count.val() != self.c_zero8.val())
+            & !self.exec_q.empty.val()
             & !self.exec_active.q.val()
             & (self.load_count.q.val() >= self.exec_q.head.val().get_bits::<32>(16))
             & (self.exec_count.q.val() >= self.exec_q.head.val().get_bits::<32>(48))
             & (self.store_count.q.val() >= self.exec_q.head.val().get_bits::<32>(80));
         self.store_go.next = self.running.q.val()
-            & (self.store_q.count.val() != self.c_zero8.val())
+            & !self.store_q.empty.val()
             & !self.store_active.q.val()
             & (self.load_count.q.val() >= self.store_q.head.val().get_bits::<32>(16))
             & (self.exec_count.q.val() >= self.store_q.head.val().get_bits::<32>(48))
@@ -462,15 +497,15 @@ impl Logic for Controller {
 
         self.finish.next = self.running.q.val()
             & self.finished.q.val()
-            & (self.load_q.count.val() == self.c_zero8.val())
-            & (self.exec_q.count.val() == self.c_zero8.val())
-            & (self.store_q.count.val() == self.c_zero8.val())
-            & (self.fetch_q.count.val() == self.c_zero8.val())
+            & self.load_q.empty.val()
+            & self.exec_q.empty.val()
+            & self.store_q.empty.val()
+            & self.fetch_q.empty.val()
             & !self.load_active.q.val()
             & !self.exec_active.q.val()
             & !self.store_active.q.val()
             & !self.req_valid.q.val()
-            & (self.inflight.q.val() == self.c_zero8.val());
+            & (self.inflight.q.val() == self.c_zero_count.val());
         self.done.next = self.finish.val();
 
         // Registers.
@@ -502,29 +537,30 @@ impl Logic for Controller {
         }
         if !self.req_valid.q.val() | self.ins_req_ready.val() {
             self.req_valid.d.next = self.issue.val();
+            // Requests go in program order: each one after the last (`start` requests
+            // instruction 0), so the index needs no second "next" register.
             if self.issue.val() {
-                self.req_index.d.next = self.fetch_next.q.val();
-                self.fetch_next.d.next = self.fetch_next.q.val() + self.c_one32.val();
+                self.req_index.d.next = self.req_index.q.val() + self.c_one32.val();
             }
         }
         if self.issue.val() & !self.dispatch.val() {
-            self.pending.d.next = self.pending.q.val() + self.c_one8.val();
+            self.pending.d.next = self.pending.q.val() + self.c_one_count.val();
         }
         if self.dispatch.val() & !self.issue.val() {
-            self.pending.d.next = self.pending.q.val() - self.c_one8.val();
+            self.pending.d.next = self.pending.q.val() - self.c_one_count.val();
         }
         if self.accepted.val() & !self.ins_resp_valid.val() {
-            self.inflight.d.next = self.inflight.q.val() + self.c_one8.val();
+            self.inflight.d.next = self.inflight.q.val() + self.c_one_count.val();
         }
         if self.ins_resp_valid.val() & !self.accepted.val() {
-            self.inflight.d.next = self.inflight.q.val() - self.c_one8.val();
+            self.inflight.d.next = self.inflight.q.val() - self.c_one_count.val();
         }
         if self.fetch_q.clear.val() {
             self.stop.d.next = true;
         }
         if self.running.q.val()
             & !self.stop.q.val()
-            & (self.fetch_q.count.val() != self.c_zero8.val())
+            & !self.fetch_q.empty.val()
             & !self.to_load.val()
             & !self.to_exec.val()
             & !self.to_store.val()
@@ -547,8 +583,7 @@ impl Logic for Controller {
             self.cycles_r.d.next = self.c_one32.val();
             self.req_valid.d.next = true;
             self.req_index.d.next = self.c_zero32.val();
-            self.fetch_next.d.next = self.c_one32.val();
-            self.pending.d.next = self.c_one8.val();
+            self.pending.d.next = self.c_one_count.val();
             self.load_count.d.next = self.c_zero32.val();
             self.exec_count.d.next = self.c_zero32.val();
             self.store_count.d.next = self.c_zero32.val();
@@ -711,9 +746,17 @@ mod tests {
     #[test]
     fn runs_programs_exactly_as_the_cycle_model_schedules_them() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        for (trial, (latency, queue_depth, fetch_depth)) in [(1usize, 8, 8), (3, 2, 4), (12, 8, 8), (5, 4, 2)]
-            .into_iter()
-            .enumerate()
+        for (trial, (latency, queue_depth, fetch_depth)) in [
+            (1usize, 8, 8),
+            (3, 2, 4),
+            (12, 8, 8),
+            (5, 4, 2),
+            (3, 1, 1),
+            (6, 1, 4),
+            (2, 4, 1),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let hw = HwConfig {
                 mem_latency: latency,
@@ -738,8 +781,8 @@ mod tests {
 
     #[test]
     fn controller_verilog_lints_clean() {
-        for depth in [2, 8] {
-            crate::testing::assert_lints_clean(&controller_verilog(depth, depth));
+        for (queue_depth, fetch_depth) in [(1, 1), (1, 2), (2, 1), (8, 8)] {
+            crate::testing::assert_lints_clean(&controller_verilog(queue_depth, fetch_depth));
         }
     }
 }

@@ -6,11 +6,9 @@
 //! Field `f` at byte offset `o` is bits `8*o..` of the instruction (`get_bits` with a
 //! literal offset: `#[hdl_gen]` copies expressions verbatim, so the offsets are
 //! literals, checked by the tests). Widths follow the engines: `u8` flags become a
-//! `Bit` (any bit set), the DMA's 32-bit row count is the 16-bit `rows` field
-//! zero-extended (read 32 bits, mask the upper half: rust-hdl cannot concatenate),
-//! and its buffer stride takes the low 16 bits of `buf_stride` (buffer addresses
-//! are 16 bits). Bits a decoder does not use go to signals named `unused_*`, which
-//! Verilator's lint skips by name.
+//! `Bit` (any bit set), and the DMA's buffer stride takes the low 16 bits of
+//! `buf_stride` (buffer addresses are 16 bits). Bits a decoder does not use go to
+//! signals named `unused_*`, which Verilator's lint skips by name.
 
 use rust_hdl::prelude::*;
 
@@ -23,19 +21,18 @@ type B32 = Bits<32>;
 
 /// `load` (opcode 1): buffer@14, addr@15, dram@17, rows@21, row_bytes@23,
 /// dram_stride@27, buf_stride@31.
-#[derive(LogicBlock)]
+#[derive(LogicBlock, Default)]
 pub struct LoadDecode {
     pub insn: Signal<In, Insn>,
     pub buffer: Signal<Out, Bits<8>>,
     pub addr: Signal<Out, B16>,
     pub dram: Signal<Out, B32>,
-    pub rows: Signal<Out, B32>,
+    pub rows: Signal<Out, B16>,
     pub row_bytes: Signal<Out, B32>,
     pub dram_stride: Signal<Out, B32>,
     pub buf_stride: Signal<Out, B16>,
     unused_header: Signal<Local, Bits<112>>,
     unused_tail: Signal<Local, Bits<80>>,
-    c_low16: Constant<B32>,
 }
 
 impl Logic for LoadDecode {
@@ -44,7 +41,7 @@ impl Logic for LoadDecode {
         self.buffer.next = self.insn.val().get_bits::<8>(112);
         self.addr.next = self.insn.val().get_bits::<16>(120);
         self.dram.next = self.insn.val().get_bits::<32>(136);
-        self.rows.next = self.insn.val().get_bits::<32>(168) & self.c_low16.val();
+        self.rows.next = self.insn.val().get_bits::<16>(168);
         self.row_bytes.next = self.insn.val().get_bits::<32>(184);
         self.dram_stride.next = self.insn.val().get_bits::<32>(216);
         self.buf_stride.next = self.insn.val().get_bits::<16>(248);
@@ -55,18 +52,17 @@ impl Logic for LoadDecode {
 
 /// `store` (opcode 2): addr@14, dram@16, rows@20, row_bytes@22, dram_stride@26,
 /// buf_stride@30.
-#[derive(LogicBlock)]
+#[derive(LogicBlock, Default)]
 pub struct StoreDecode {
     pub insn: Signal<In, Insn>,
     pub addr: Signal<Out, B16>,
     pub dram: Signal<Out, B32>,
-    pub rows: Signal<Out, B32>,
+    pub rows: Signal<Out, B16>,
     pub row_bytes: Signal<Out, B32>,
     pub dram_stride: Signal<Out, B32>,
     pub buf_stride: Signal<Out, B16>,
     unused_header: Signal<Local, Bits<112>>,
     unused_tail: Signal<Local, Bits<88>>,
-    c_low16: Constant<B32>,
 }
 
 impl Logic for StoreDecode {
@@ -74,47 +70,12 @@ impl Logic for StoreDecode {
     fn update(&mut self) {
         self.addr.next = self.insn.val().get_bits::<16>(112);
         self.dram.next = self.insn.val().get_bits::<32>(128);
-        self.rows.next = self.insn.val().get_bits::<32>(160) & self.c_low16.val();
+        self.rows.next = self.insn.val().get_bits::<16>(160);
         self.row_bytes.next = self.insn.val().get_bits::<32>(176);
         self.dram_stride.next = self.insn.val().get_bits::<32>(208);
         self.buf_stride.next = self.insn.val().get_bits::<16>(240);
         self.unused_header.next = self.insn.val().get_bits::<112>(0);
         self.unused_tail.next = self.insn.val().get_bits::<88>(256);
-    }
-}
-
-impl Default for LoadDecode {
-    fn default() -> Self {
-        Self {
-            insn: Default::default(),
-            buffer: Default::default(),
-            addr: Default::default(),
-            dram: Default::default(),
-            rows: Default::default(),
-            row_bytes: Default::default(),
-            dram_stride: Default::default(),
-            buf_stride: Default::default(),
-            unused_header: Default::default(),
-            unused_tail: Default::default(),
-            c_low16: Constant::new(0xffffu64.into()),
-        }
-    }
-}
-
-impl Default for StoreDecode {
-    fn default() -> Self {
-        Self {
-            insn: Default::default(),
-            addr: Default::default(),
-            dram: Default::default(),
-            rows: Default::default(),
-            row_bytes: Default::default(),
-            dram_stride: Default::default(),
-            buf_stride: Default::default(),
-            unused_header: Default::default(),
-            unused_tail: Default::default(),
-            c_low16: Constant::new(0xffffu64.into()),
-        }
     }
 }
 
@@ -406,7 +367,7 @@ mod tests {
                 &mut rng,
             );
             settle(&mut load);
-            let got = [&load.dram, &load.rows, &load.row_bytes, &load.dram_stride].map(v);
+            let got = [v(&load.dram), v(&load.rows), v(&load.row_bytes), v(&load.dram_stride)];
             assert_eq!(got, [dram as u64, rows as u64, row_bytes as u64, dram_stride as u64]);
             assert_eq!(
                 [v(&load.buffer), v(&load.addr), v(&load.buf_stride)],
@@ -424,7 +385,12 @@ mod tests {
                 &mut rng,
             );
             settle(&mut store);
-            let got = [&store.dram, &store.rows, &store.row_bytes, &store.dram_stride].map(v);
+            let got = [
+                v(&store.dram),
+                v(&store.rows),
+                v(&store.row_bytes),
+                v(&store.dram_stride),
+            ];
             assert_eq!(got, [dram as u64, rows as u64, row_bytes as u64, dram_stride as u64]);
             assert_eq!(
                 [v(&store.addr), v(&store.buf_stride)],
