@@ -302,6 +302,9 @@ fn attacks(doc: &mut Doc, config: &FlowConfig, inputs: &Inputs) {
         ],
         rows,
     );
+    if let Some(line) = comparison(&groups, &a.defense) {
+        doc.para(line);
+    }
     let attack = a.attack.as_str();
     let fidelity = budget_chart(&relabeled, attack, |m| m.fidelity, "fidelity");
     doc.figure(
@@ -333,4 +336,24 @@ fn provenance(doc: &mut Doc, inputs: &Inputs, invocation: &Invocation) {
     doc.code("sh", invocation.command.clone());
     doc.para("The effective configuration (`flow.toml` in the output directory; pass it back with `--config`):");
     doc.code("toml", invocation.config_toml.clone());
+}
+
+/// "At N queries, DivQAT's surrogate is X points less/more faithful than QAT's
+/// without a defense and Y with it", from the mean fidelities at the largest budget.
+fn comparison(groups: &BTreeMap<(String, String, usize), Vec<&AttackMetrics>>, defense: &str) -> Option<String> {
+    let budget = groups.keys().map(|k| k.2).max()?;
+    let fidelity = |victim: &str, defense: &str| {
+        let ms = groups.get(&(victim.to_string(), defense.to_string(), budget))?;
+        Some(100.0 * ms.iter().map(|m| m.fidelity).sum::<f64>() / ms.len() as f64)
+    };
+    let delta = |defense: &str| -> Option<String> {
+        let d = fidelity("DivQAT", defense)? - fidelity("QAT", defense)?;
+        Some(format!("{:.1} points {}", d.abs(), if d <= 0.0 { "less" } else { "more" }))
+    };
+    Some(format!(
+        "At {budget} queries the surrogate of DivQAT is {} faithful than that of QAT without a defense, \
+         and {} with `{defense}`.",
+        delta("none")?,
+        delta(defense)?
+    ))
 }
