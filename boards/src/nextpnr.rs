@@ -116,7 +116,10 @@ pub fn place_and_route(
     let routed = output.status.success();
     if !routed {
         // An overfull device is an answer ("does not fit"), anything else a failure.
-        let overfull = log.contains("no BELs remaining") || log.contains("Unable to place cell");
+        // nextpnr says so in several ways, depending on where placement gives up.
+        let overfull = ["no BELs remaining", "Unable to place cell", "Failed to expand region"]
+            .iter()
+            .any(|message| log.contains(message));
         if !(overfull && !cells.is_empty()) {
             return Err(SynthError::ToolFailed {
                 tool: nextpnr.display().to_string(),
