@@ -44,9 +44,10 @@ fn script(family: Family, top: &str, dsp: bool) -> String {
     match family {
         Family::Ice40 => format!("synth_ice40{} -top {top} -json design.json; {stat}", if dsp { " -dsp" } else { "" }),
         Family::Ecp5 => format!("synth_ecp5{} -top {top} -json design.json; {stat}", if dsp { "" } else { " -nodsp" }),
-        // yosys 0.23's synth_xilinx has no -json option.
+        // yosys 0.23's synth_xilinx has no -json option, and keeps the hierarchy
+        // unless told (its `stat -json` then embeds a text table: invalid JSON).
         Family::Xilinx7 => format!(
-            "synth_xilinx -family xc7{} -top {top}; write_json design.json; {stat}",
+            "synth_xilinx -family xc7 -flatten{} -top {top}; write_json design.json; {stat}",
             if dsp { "" } else { " -nodsp" }
         ),
     }
