@@ -229,6 +229,9 @@ fn board(doc: &mut Doc, inputs: &Inputs) {
         b.link_images_per_second,
         b.tool_versions.join(", ")
     ));
+    if let Some(bitstream) = &b.bitstream {
+        doc.para(format!("Bitstream: `synthesize/{bitstream}`."));
+    }
 }
 
 /// QAT / DivQAT from a victim directory or name.
