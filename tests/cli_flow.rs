@@ -35,23 +35,45 @@ fn flow(out: &Path, config: &Path, args: &[&str]) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 fn statuses<'a>(steps: &'a [(String, String)], names: &[&str]) -> Vec<&'a str> {
     names
         .iter()
-        .map(|n| steps.iter().find(|(s, _)| s == n).unwrap_or_else(|| panic!("no step {n}")).1.as_str())
+        .map(|n| {
+            steps
+                .iter()
+                .find(|(s, _)| s == n)
+                .unwrap_or_else(|| panic!("no step {n}"))
+                .1
+                .as_str()
+        })
         .collect()
 }
 
-const FIRST: [&str; 7] = ["train-fp", "train-qat", "train-divqat", "evaluate", "compile", "simulate", "attack"];
+const FIRST: [&str; 7] = [
+    "train-fp",
+    "train-qat",
+    "train-divqat",
+    "evaluate",
+    "compile",
+    "simulate",
+    "attack",
+];
 const LAST: [&str; 2] = ["synthesize", "report"];
 
 /// The section's text: from its heading to the next `## `.
 fn section<'a>(report: &'a str, heading: &str) -> &'a str {
-    let start = report.find(heading).unwrap_or_else(|| panic!("no section {heading:?}:\n{report}"));
+    let start = report
+        .find(heading)
+        .unwrap_or_else(|| panic!("no section {heading:?}:\n{report}"));
     let rest = &report[start + heading.len()..];
     &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
@@ -66,7 +88,9 @@ fn row<'a>(section: &'a str, first: &str) -> Vec<&'a str> {
 }
 
 fn is_percent(s: &str) -> bool {
-    s.trim_matches('*').strip_suffix('%').is_some_and(|v| v.split(' ').next().unwrap().parse::<f64>().is_ok())
+    s.trim_matches('*')
+        .strip_suffix('%')
+        .is_some_and(|v| v.split(' ').next().unwrap().parse::<f64>().is_ok())
 }
 
 fn check_report(out: &Path) {
@@ -81,7 +105,11 @@ fn check_report(out: &Path) {
     let exact = section(&md, "## Bit-exactness");
     for victim in ["QAT", "DivQAT"] {
         let r = row(exact, victim);
-        assert_eq!((r[1], r[3], r[4], r[5]), ("2", "0", "0", "4 of 4 (animal-mnist)"), "{r:?}");
+        assert_eq!(
+            (r[1], r[3], r[4], r[5]),
+            ("2", "0", "0", "4 of 4 (animal-mnist)"),
+            "{r:?}"
+        );
         assert_eq!(r[6], "**bit-exact**");
     }
     let cycles = section(&md, "## Cycles and utilization per layer");
@@ -101,17 +129,27 @@ fn check_report(out: &Path) {
                 .filter(|l| l.starts_with(&format!("| {victim} | {defense} |")))
                 .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
                 .collect();
-            assert_eq!(rows.len(), 2, "budgets 100 and 200 for {victim} / {defense}:\n{attacks}");
+            assert_eq!(
+                rows.len(),
+                2,
+                "budgets 100 and 200 for {victim} / {defense}:\n{attacks}"
+            );
             assert!(rows.iter().all(|r| is_percent(r[8]) && is_percent(r[7])), "{rows:?}");
         }
     }
     for figure in ["fidelity-vs-queries.svg", "surrogate-accuracy-vs-queries.svg"] {
         assert!(md.contains(&format!("](report/{figure})")));
         let svg = std::fs::read_to_string(out.join("report").join(figure)).unwrap();
-        assert!(svg.contains("QAT / none") && svg.contains("DivQAT / reverse-sigmoid"), "{svg}");
+        assert!(
+            svg.contains("QAT / none") && svg.contains("DivQAT / reverse-sigmoid"),
+            "{svg}"
+        );
     }
     let how = section(&md, "## How this report was made");
-    assert!(how.contains("divqat flow") && how.contains("[attack.surrogate]"), "{how}");
+    assert!(
+        how.contains("divqat flow") && how.contains("[attack.surrogate]"),
+        "{how}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2);
     assert!(!html.contains("src=") && !html.contains("href="), "self-contained");
@@ -130,10 +168,16 @@ fn flow_runs_resumes_skips_and_reports() {
     assert_eq!(statuses(&steps, &LAST), ["not-selected"; 2]);
 
     let steps = flow(&out, tiny, &[]);
-    assert_eq!(statuses(&steps, &FIRST), ["skipped"; 7], "finished steps are not redone");
+    assert_eq!(
+        statuses(&steps, &FIRST),
+        ["skipped"; 7],
+        "finished steps are not redone"
+    );
     assert_eq!(statuses(&steps, &LAST), ["ran"; 2]);
     check_report(&out);
-    assert!(std::fs::read_to_string(out.join("flow.toml")).unwrap().contains("train_limit = 2000"));
+    assert!(std::fs::read_to_string(out.join("flow.toml"))
+        .unwrap()
+        .contains("train_limit = 2000"));
 
     let steps = flow(&out, tiny, &[]);
     assert!(steps.iter().all(|(_, s)| s == "skipped"), "{steps:?}");
@@ -141,7 +185,9 @@ fn flow_runs_resumes_skips_and_reports() {
     // A changed attack setting reruns the attack and the report only; kill the run
     // once the first attack cell is recorded, and the rerun resumes the attack.
     let changed = dir.path().join("changed.toml");
-    let text = std::fs::read_to_string(tiny).unwrap().replace("budgets = [100, 200]", "budgets = [120, 200]");
+    let text = std::fs::read_to_string(tiny)
+        .unwrap()
+        .replace("budgets = [100, 200]", "budgets = [120, 200]");
     std::fs::write(&changed, text).unwrap();
     let cells = out.join("attack/cells.jsonl");
     let inputs = out.join("attack/.inputs");
@@ -159,7 +205,10 @@ fn flow_runs_resumes_skips_and_reports() {
     let recorded = |p: &Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
     while std::fs::read_to_string(&inputs).map_or(true, |t| t == old_inputs) || recorded(&cells) < 1 {
         assert!(Instant::now() < deadline, "no attack cell recorded");
-        assert!(child.try_wait().unwrap().is_none(), "the flow ended before it could be interrupted");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the flow ended before it could be interrupted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
@@ -168,7 +217,10 @@ fn flow_runs_resumes_skips_and_reports() {
     assert!(done_before < 8, "interrupted before the last cell");
     let steps = flow(&out, &changed, &[]);
     assert_eq!(statuses(&steps, &FIRST[..6]), ["skipped"; 6]);
-    assert_eq!(statuses(&steps, &["attack", "synthesize", "report"]), ["resumed", "skipped", "ran"]);
+    assert_eq!(
+        statuses(&steps, &["attack", "synthesize", "report"]),
+        ["resumed", "skipped", "ran"]
+    );
     assert_eq!(recorded(&cells), 8, "the finished cells were kept, the others run once");
     println!("cli_flow: {:.0} s", started.elapsed().as_secs_f64());
 }
@@ -178,16 +230,35 @@ fn bad_config_and_missing_steps_are_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[attack]\nbudgetz = [1]\n").unwrap();
-    let out = divqat().args(["flow", "--config"]).arg(&bad).arg("--out").arg(dir.path().join("o")).output().unwrap();
+    let out = divqat()
+        .args(["flow", "--config"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("bad.toml") && stderr.contains("budgetz"), "{stderr}");
     std::fs::write(&bad, "[simulate]\nimages = 0\n").unwrap();
-    let out = divqat().args(["flow", "--config"]).arg(&bad).arg("--out").arg(dir.path().join("o")).output().unwrap();
+    let out = divqat()
+        .args(["flow", "--config"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml") && stderr.contains("simulate.images"), "{stderr}");
-    let out = divqat().args(["flow", "--from", "attack", "--out"]).arg(dir.path().join("o")).output().unwrap();
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("simulate.images"),
+        "{stderr}"
+    );
+    let out = divqat()
+        .args(["flow", "--from", "attack", "--out"])
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("step attack needs train-qat"), "{stderr}");

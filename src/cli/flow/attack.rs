@@ -56,10 +56,15 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         show_progress: false,
     };
     let config = grid(ctx);
-    config.validate().map_err(|e| anyhow::anyhow!("{}: attack: {e}", ctx.config_name))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: attack: {e}", ctx.config_name))?;
     let progress = ctx.progress;
     run_experiment(&config, &out, &env, |i, total, spec, skipped| {
-        let victim = spec.victim.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let victim = spec
+            .victim
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
         progress.message(format!(
             "cell {}/{total}: {victim}, defense {}, {} queries{}",
             i + 1,

@@ -44,7 +44,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     write_json(&out.join(COMPILE_FILE), &result)
 }
 
-fn compile_victim(name: &str, model: &compiler::Model, hw: &HwConfig, dir: &std::path::Path) -> anyhow::Result<CompiledVictim> {
+fn compile_victim(
+    name: &str,
+    model: &compiler::Model,
+    hw: &HwConfig,
+    dir: &std::path::Path,
+) -> anyhow::Result<CompiledVictim> {
     let compiled = compiler::lower::compile(model, hw)
         .with_context(|| format!("cannot compile the {name} model for {}x{}", hw.rows, hw.cols))?;
     let cycles = compiler::cycles::report(model, &compiled)?;

@@ -255,21 +255,45 @@ impl FlowConfig {
         let checks = [
             (self.train.width > 0.0, "train.width must be positive"),
             (self.train.batch_size >= 1, "train.batch_size must be at least 1"),
-            (self.train.train_limit != Some(0), "train.train_limit must be at least 1"),
+            (
+                self.train.train_limit != Some(0),
+                "train.train_limit must be at least 1",
+            ),
             (self.train.test_limit != Some(0), "train.test_limit must be at least 1"),
             (self.train_fp.epochs >= 1, "train_fp.epochs must be at least 1"),
             (self.train_qat.epochs >= 1, "train_qat.epochs must be at least 1"),
             (self.train_divqat.epochs >= 1, "train_divqat.epochs must be at least 1"),
-            (self.evaluate.test_limit != Some(0), "evaluate.test_limit must be at least 1"),
-            (self.hardware.rows >= 1 && self.hardware.cols >= 1, "hardware.rows and hardware.cols must be at least 1"),
+            (
+                self.evaluate.test_limit != Some(0),
+                "evaluate.test_limit must be at least 1",
+            ),
+            (
+                self.hardware.rows >= 1 && self.hardware.cols >= 1,
+                "hardware.rows and hardware.cols must be at least 1",
+            ),
             (self.simulate.images >= 1, "simulate.images must be at least 1"),
-            (!self.attack.budgets.is_empty(), "attack.budgets must list at least one budget"),
+            (
+                !self.attack.budgets.is_empty(),
+                "attack.budgets must list at least one budget",
+            ),
             (!self.attack.budgets.contains(&0), "attack.budgets must be positive"),
-            (!self.attack.seeds.is_empty(), "attack.seeds must list at least one seed"),
-            (self.attack.test_limit != Some(0), "attack.test_limit must be at least 1"),
+            (
+                !self.attack.seeds.is_empty(),
+                "attack.seeds must list at least one seed",
+            ),
+            (
+                self.attack.test_limit != Some(0),
+                "attack.test_limit must be at least 1",
+            ),
             (self.attack.query_batch >= 1, "attack.query_batch must be at least 1"),
-            (self.attack.surrogate.epochs >= 1, "attack.surrogate.epochs must be at least 1"),
-            (self.attack.cross_check_queries >= 1, "attack.cross_check_queries must be at least 1"),
+            (
+                self.attack.surrogate.epochs >= 1,
+                "attack.surrogate.epochs must be at least 1",
+            ),
+            (
+                self.attack.cross_check_queries >= 1,
+                "attack.cross_check_queries must be at least 1",
+            ),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             bail!("{why}");
@@ -322,7 +346,9 @@ mod tests {
         assert!(e.contains("simulate.images"), "{e}");
         let e = FlowConfig::parse("[attack]\nbudgetz = [1]\n").unwrap_err().to_string();
         assert!(e.contains("budgetz"), "{e}");
-        let e = FlowConfig::parse("[hardware]\nboard = \"nope\"\n").unwrap_err().to_string();
+        let e = FlowConfig::parse("[hardware]\nboard = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hardware.board"), "{e}");
     }
 }

@@ -28,8 +28,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let models = [
         ("FP", Step::TrainFp, &[VictimKind::Float][..]),
-        ("QAT", Step::TrainQat, &[VictimKind::Float, VictimKind::FakeQuant, VictimKind::Reference][..]),
-        ("DivQAT", Step::TrainDivqat, &[VictimKind::Float, VictimKind::FakeQuant, VictimKind::Reference][..]),
+        (
+            "QAT",
+            Step::TrainQat,
+            &[VictimKind::Float, VictimKind::FakeQuant, VictimKind::Reference][..],
+        ),
+        (
+            "DivQAT",
+            Step::TrainDivqat,
+            &[VictimKind::Float, VictimKind::FakeQuant, VictimKind::Reference][..],
+        ),
     ];
     let mut rows = Vec::new();
     for (name, step, kinds) in models {
@@ -48,9 +56,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let accuracy = |p: &Vec<usize>| {
             p.iter().zip(&test.labels).filter(|(p, l)| **p == **l as usize).count() as f64 / test.len() as f64
         };
-        let agreement = predictions.get(2).map(|int| {
-            int.iter().zip(&predictions[1]).filter(|(a, b)| a == b).count() as f64 / test.len() as f64
-        });
+        let agreement = predictions
+            .get(2)
+            .map(|int| int.iter().zip(&predictions[1]).filter(|(a, b)| a == b).count() as f64 / test.len() as f64);
         rows.push(ModelAccuracy {
             model: name.into(),
             float: accuracy(&predictions[0]),

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use self::config::FlowConfig;
 use self::progress::Progress;
-use self::stamp::{State, Stamp};
+use self::stamp::{Stamp, State};
 use self::steps::{input_hashes, run_step, Ctx, Step, ALL};
 use super::output::print_json;
 use super::torch::TorchArgs;
@@ -231,7 +231,11 @@ pub fn run(args: FlowArgs) -> anyhow::Result<()> {
             path.display(),
             args.out.join(report::MARKDOWN_FILE).display()
         ),
-        None => println!("flow finished in {:.0} s; outputs in {}", summary.seconds, args.out.display()),
+        None => println!(
+            "flow finished in {:.0} s; outputs in {}",
+            summary.seconds,
+            args.out.display()
+        ),
     }
     Ok(())
 }

@@ -33,9 +33,11 @@ impl Progress {
     pub fn new(steps: u64, quiet: bool) -> Self {
         let bar = ProgressBar::new(steps);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} flow [{elapsed_precise}] [{bar:18}] {pos}/{len} {prefix}: {wide_msg}")
-                .expect("the template is valid")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} flow [{elapsed_precise}] [{bar:18}] {pos}/{len} {prefix}: {wide_msg}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
         );
         if quiet {
             bar.set_draw_target(ProgressDrawTarget::hidden());

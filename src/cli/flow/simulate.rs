@@ -35,7 +35,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         .filter_map(|v| v.first_mismatch.as_ref().map(|m| format!("{}: {m}", v.victim)))
         .collect();
     if !bad.is_empty() {
-        bail!("the RTL or the functional model differs from the reference ({}); see {}", bad.join("; "), ctx.dir(Step::Simulate).join(SIMULATE_FILE).display());
+        bail!(
+            "the RTL or the functional model differs from the reference ({}); see {}",
+            bad.join("; "),
+            ctx.dir(Step::Simulate).join(SIMULATE_FILE).display()
+        );
     }
     Ok(())
 }
@@ -49,7 +53,8 @@ fn simulate(ctx: &Ctx, name: &str, path: &std::path::Path, hw: &HwConfig) -> any
     let compiled = compiler::lower::compile(&model, hw)
         .with_context(|| format!("cannot compile {} for {}x{}", path.display(), hw.rows, hw.cols))?;
     let model_cycles = compiler::cycles::report(&model, &compiled)?.total_cycles;
-    ctx.progress.message(format!("{name}: building the {}x{} RTL", hw.rows, hw.cols));
+    ctx.progress
+        .message(format!("{name}: building the {}x{} RTL", hw.rows, hw.cols));
     let rtl = Rtl::new(compiled.clone(), RtlOptions::default()).context("cannot build the RTL")?;
     let info = rtl.build_info();
     let functional = compiler::functional::Functional::new(compiled);
@@ -60,8 +65,11 @@ fn simulate(ctx: &Ctx, name: &str, path: &std::path::Path, hw: &HwConfig) -> any
     let mut first = None;
     let mut layers = Vec::new();
     for (i, (image, &label)) in data.images.chunks_exact(data.image_len()).zip(&data.labels).enumerate() {
-        ctx.progress.message(format!("{name}: image {}/{} on the RTL", i + 1, data.len()));
-        let run = rtl.run_image_with(image, i == 0, None).with_context(|| format!("{name}: image {i}"))?;
+        ctx.progress
+            .message(format!("{name}: image {}/{} on the RTL", i + 1, data.len()));
+        let run = rtl
+            .run_image_with(image, i == 0, None)
+            .with_context(|| format!("{name}: image {i}"))?;
         if let Some(ends) = &run.instruction_end {
             layers = layer_cycles(rtl.compiled(), ends);
         }
@@ -84,7 +92,9 @@ fn simulate(ctx: &Ctx, name: &str, path: &std::path::Path, hw: &HwConfig) -> any
                 });
             }
         } else if functional_logits != expected && first.is_none() {
-            first = Some(format!("image {i}: functional model logits {functional_logits:?}, expected {expected:?}"));
+            first = Some(format!(
+                "image {i}: functional model logits {functional_logits:?}, expected {expected:?}"
+            ));
         }
     }
     let n = data.len();

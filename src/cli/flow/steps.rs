@@ -85,9 +85,21 @@ impl Step {
         let t = |v: &dyn erased::Toml| v.toml();
         use Step::*;
         match self {
-            TrainFp => vec![("data", t(&c.data)), ("train", t(&c.train)), ("train_fp", t(&c.train_fp))],
-            TrainQat => vec![("data", t(&c.data)), ("train", t(&c.train)), ("train_qat", t(&c.train_qat))],
-            TrainDivqat => vec![("data", t(&c.data)), ("train", t(&c.train)), ("train_divqat", t(&c.train_divqat))],
+            TrainFp => vec![
+                ("data", t(&c.data)),
+                ("train", t(&c.train)),
+                ("train_fp", t(&c.train_fp)),
+            ],
+            TrainQat => vec![
+                ("data", t(&c.data)),
+                ("train", t(&c.train)),
+                ("train_qat", t(&c.train_qat)),
+            ],
+            TrainDivqat => vec![
+                ("data", t(&c.data)),
+                ("train", t(&c.train)),
+                ("train_divqat", t(&c.train_divqat)),
+            ],
             Evaluate => vec![("data", t(&c.data)), ("evaluate", t(&c.evaluate))],
             Compile => vec![("hardware", t(&c.hardware))],
             Simulate => vec![("data", t(&c.data)), ("simulate", t(&c.simulate))],
@@ -122,7 +134,12 @@ pub fn input_hashes(config: &FlowConfig) -> Vec<(Step, String)> {
             .deps()
             .iter()
             .map(|d| {
-                let hash = out.iter().find(|(s, _)| s == d).expect("dependencies come first").1.clone();
+                let hash = out
+                    .iter()
+                    .find(|(s, _)| s == d)
+                    .expect("dependencies come first")
+                    .1
+                    .clone();
                 (format!("dep {}", d.name()), hash)
             })
             .collect();
@@ -189,6 +206,9 @@ mod tests {
         changed = base.clone();
         changed.train_fp.epochs += 1;
         let b = input_hashes(&changed);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.1 != y.1), "everything depends on the FP run");
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.1 != y.1),
+            "everything depends on the FP run"
+        );
     }
 }

@@ -7,11 +7,18 @@ pub enum Block {
     /// A paragraph; `code` spans in backquotes are kept as such in Markdown and
     /// rendered as <code> in HTML.
     Para(String),
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// Preformatted text with a language hint (sh, toml).
     Code(&'static str, String),
     /// A chart: its file name (written next to report.md) and SVG text (inlined in HTML).
-    Figure { file: String, caption: String, svg: String },
+    Figure {
+        file: String,
+        caption: String,
+        svg: String,
+    },
 }
 
 #[derive(Default)]
@@ -68,7 +75,7 @@ pub fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -3,14 +3,18 @@
 
 use super::doc::{Block, Doc};
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}\
+const STYLE: &str =
+    "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}\
 table{border-collapse:collapse;margin:0.5em 0 1.2em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}\
 pre{background:#f6f6f6;padding:0.8em;overflow-x:auto;font-size:90%}code{background:#f6f6f6;padding:0 3px}\
 figure{margin:1em 0}figcaption{font-size:90%;color:#555}";
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Escaped text with `code` spans and **bold** spans as HTML.
@@ -59,7 +63,10 @@ pub fn render(doc: &Doc) -> String {
             }
             Block::Code(_, text) => out.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end()))),
             Block::Figure { caption, svg, .. } => {
-                out.push_str(&format!("<figure>{svg}<figcaption>{}</figcaption></figure>\n", inline(caption)));
+                out.push_str(&format!(
+                    "<figure>{svg}<figcaption>{}</figcaption></figure>\n",
+                    inline(caption)
+                ));
             }
         }
     }

@@ -15,10 +15,16 @@ pub fn render(doc: &Doc, figure_dir: &str) -> String {
             }
             Block::Para(text) => out.push_str(&format!("{text}\n\n")),
             Block::Table { header, rows } => {
-                out.push_str(&format!("| {} |\n", header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | ")));
+                out.push_str(&format!(
+                    "| {} |\n",
+                    header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | ")
+                ));
                 out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
                 for row in rows {
-                    out.push_str(&format!("| {} |\n", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+                    out.push_str(&format!(
+                        "| {} |\n",
+                        row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+                    ));
                 }
                 out.push('\n');
             }

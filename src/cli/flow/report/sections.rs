@@ -64,13 +64,22 @@ fn accuracy(doc: &mut Doc, inputs: &Inputs) {
                 pct(m.float),
                 pct_or_dash(m.fakequant),
                 pct_or_dash(m.integer),
-                sim.map_or("–".into(), |s| format!("{} ({})", pct(s.rtl_accuracy), pct(s.reference_accuracy))),
+                sim.map_or("–".into(), |s| {
+                    format!("{} ({})", pct(s.rtl_accuracy), pct(s.reference_accuracy))
+                }),
                 pct_or_dash(m.agreement),
             ]
         })
         .collect();
     doc.table(
-        &["model", "float", "fake-quant", "integer (reference)", "RTL (sample)", "fake-quant = integer (top-1)"],
+        &[
+            "model",
+            "float",
+            "fake-quant",
+            "integer (reference)",
+            "RTL (sample)",
+            "fake-quant = integer (top-1)",
+        ],
         rows,
     );
 }
@@ -95,11 +104,15 @@ fn bit_exactness(doc: &mut Doc, inputs: &Inputs) {
                 count(s.logits_compared as u64),
                 s.rtl_mismatches.to_string(),
                 s.functional_mismatches.to_string(),
-                cc.map_or("–".into(), |c| format!("{} of {} ({})", c.confirmed, c.queries, c.query_set)),
+                cc.map_or("–".into(), |c| {
+                    format!("{} of {} ({})", c.confirmed, c.queries, c.query_set)
+                }),
                 if s.first_mismatch.is_none() && cc.is_some_and(|c| c.confirmed == c.queries) {
                     "**bit-exact**".into()
                 } else {
-                    s.first_mismatch.clone().unwrap_or_else(|| "cross-check incomplete".into())
+                    s.first_mismatch
+                        .clone()
+                        .unwrap_or_else(|| "cross-check incomplete".into())
                 },
             ]
         })
@@ -138,7 +151,13 @@ fn cycles(doc: &mut Doc, inputs: &Inputs) {
             victim.instructions,
             count(victim.memory_image_bytes as u64)
         ));
-        let util = |macs: u64, cycles: u64| if cycles == 0 { "–".into() } else { pct(macs as f64 / (peak * cycles as f64)) };
+        let util = |macs: u64, cycles: u64| {
+            if cycles == 0 {
+                "–".into()
+            } else {
+                pct(macs as f64 / (peak * cycles as f64))
+            }
+        };
         let mut rows: Vec<Vec<String>> = victim
             .layers
             .iter()
@@ -168,7 +187,16 @@ fn cycles(doc: &mut Doc, inputs: &Inputs) {
             util(victim.macs, sim.rtl_cycles_per_image.round() as u64),
         ]);
         doc.table(
-            &["layer", "kind", "MACs", "model cycles", "RTL cycles", "difference", "model util.", "RTL util."],
+            &[
+                "layer",
+                "kind",
+                "MACs",
+                "model cycles",
+                "RTL cycles",
+                "difference",
+                "model util.",
+                "RTL util.",
+            ],
             rows,
         );
         doc.para(format!(
@@ -184,7 +212,11 @@ fn cycles(doc: &mut Doc, inputs: &Inputs) {
 fn board(doc: &mut Doc, inputs: &Inputs) {
     let b = &inputs.board;
     doc.h2(format!("Board: {} ({})", b.board, b.device));
-    let kind = if b.estimate_only { "synthesis estimate" } else { "yosys + nextpnr" };
+    let kind = if b.estimate_only {
+        "synthesis estimate"
+    } else {
+        "yosys + nextpnr"
+    };
     let verdict = if b.fits {
         match (b.fmax_mhz, b.meets_timing) {
             (Some(f), Some(true)) => format!("**fits**, fmax {f:.2} MHz (target {} MHz: met)", b.target_mhz),
@@ -205,8 +237,16 @@ fn board(doc: &mut Doc, inputs: &Inputs) {
             name.to_string(),
             count(used),
             count(avail),
-            if avail == 0 { "–".into() } else { pct(used as f64 / avail as f64) },
-            if used > avail { format!("+{}", count(used - avail)) } else { String::new() },
+            if avail == 0 {
+                "–".into()
+            } else {
+                pct(used as f64 / avail as f64)
+            },
+            if used > avail {
+                format!("+{}", count(used - avail))
+            } else {
+                String::new()
+            },
         ]
     };
     doc.table(
@@ -236,7 +276,9 @@ fn board(doc: &mut Doc, inputs: &Inputs) {
 
 /// QAT / DivQAT from a victim directory or name.
 fn label(victim: &str) -> String {
-    let name = Path::new(victim).file_name().map_or(victim.to_string(), |n| n.to_string_lossy().into_owned());
+    let name = Path::new(victim)
+        .file_name()
+        .map_or(victim.to_string(), |n| n.to_string_lossy().into_owned());
     match name.trim_start_matches("train-") {
         "qat" => "QAT".into(),
         "divqat" => "DivQAT".into(),
@@ -272,9 +314,13 @@ fn attacks(doc: &mut Doc, config: &FlowConfig, inputs: &Inputs) {
     // Mean over seeds per (victim, defense, budget).
     let mut groups: BTreeMap<(String, String, usize), Vec<&AttackMetrics>> = BTreeMap::new();
     for m in &relabeled {
-        groups.entry((m.victim.clone(), m.defense.clone(), m.budget)).or_default().push(m);
+        groups
+            .entry((m.victim.clone(), m.defense.clone(), m.budget))
+            .or_default()
+            .push(m);
     }
-    let mean = |ms: &[&AttackMetrics], f: fn(&AttackMetrics) -> f64| ms.iter().map(|m| f(m)).sum::<f64>() / ms.len() as f64;
+    let mean =
+        |ms: &[&AttackMetrics], f: fn(&AttackMetrics) -> f64| ms.iter().map(|m| f(m)).sum::<f64>() / ms.len() as f64;
     let rows = groups
         .iter()
         .map(|((victim, defense, budget), ms)| {
@@ -332,7 +378,10 @@ fn provenance(doc: &mut Doc, inputs: &Inputs, invocation: &Invocation) {
         .iter()
         .map(|(step, s)| vec![step.name().to_string(), s.map_or("–".into(), |s| format!("{s:.1} s"))])
         .collect();
-    rows.push(vec!["**total**".into(), format!("{total:.1} s ({:.1} min)", total / 60.0)]);
+    rows.push(vec![
+        "**total**".into(),
+        format!("{total:.1} s ({:.1} min)", total / 60.0),
+    ]);
     doc.table(&["step", "time"], rows);
     doc.h2("How this report was made");
     doc.para("The command (run from the repository root):");
@@ -351,7 +400,11 @@ fn comparison(groups: &BTreeMap<(String, String, usize), Vec<&AttackMetrics>>, d
     };
     let delta = |defense: &str| -> Option<String> {
         let d = fidelity("DivQAT", defense)? - fidelity("QAT", defense)?;
-        Some(format!("{:.1} points {}", d.abs(), if d <= 0.0 { "less" } else { "more" }))
+        Some(format!(
+            "{:.1} points {}",
+            d.abs(),
+            if d <= 0.0 { "less" } else { "more" }
+        ))
     };
     Some(format!(
         "At {budget} queries the surrogate of DivQAT is {} faithful than that of QAT without a defense, \
