@@ -190,16 +190,13 @@ module divqat_host_bridge #(
             answer_left <= 8'd0;
             final_frame <= 1'b1;
             state <= S_SEND;
-          end else if (ins_req_ready && ins_req_valid) begin
-            frame <= {{(8*(FRAME_BYTES-5)){1'b0}}, ins_req_index, CHAR_INS};
+          end else if ((ins_req_ready && ins_req_valid) || (rd_req_ready && rd_req_valid)) begin
+            // A fetch or a read: tag and 32-bit index/address, answered by the host.
+            frame <= {{(8*(FRAME_BYTES-5)){1'b0}},
+                      ins_req_ready ? ins_req_index : rd_req_addr,
+                      ins_req_ready ? CHAR_INS : CHAR_READ};
             frame_left <= 8'd5;
-            answer_left <= INSN_BYTES[7:0];
-            final_frame <= 1'b0;
-            state <= S_SEND;
-          end else if (rd_req_ready && rd_req_valid) begin
-            frame <= {{(8*(FRAME_BYTES-5)){1'b0}}, rd_req_addr, CHAR_READ};
-            frame_left <= 8'd5;
-            answer_left <= BUS_BYTES[7:0];
+            answer_left <= ins_req_ready ? INSN_BYTES[7:0] : BUS_BYTES[7:0];
             final_frame <= 1'b0;
             state <= S_SEND;
           end else if (wr_req_ready && wr_req_valid) begin
