@@ -95,9 +95,14 @@ impl SynthReport {
         self.fmax_mhz.map_or(self.target_mhz, |fmax| fmax.min(self.target_mhz))
     }
 
-    /// "LUT: 26774 used, 5280 available; DSP: ..." for messages.
+    /// "LUT: 26774 used, 5280 available (+21494)", one per overflowing resource.
+    pub fn overflow_lines(&self) -> Vec<String> {
+        self.overflows.iter().map(|o| format!("{o} (+{})", o.used - o.available)).collect()
+    }
+
+    /// [`Self::overflow_lines`] on one line, for messages.
     pub fn overflow_summary(&self) -> String {
-        self.overflows.iter().map(|o| format!("{o} (+{})", o.used - o.available)).collect::<Vec<_>>().join("; ")
+        self.overflow_lines().join("; ")
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::board::{Board, Family, Flow};
 use crate::top::constraints_extension;
 use crate::utilization::Utilization;
-use crate::yosys::SynthError;
+use crate::yosys::{run_tool, SynthError};
 
 /// What place-and-route found.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +106,7 @@ pub fn place_and_route(
         .args(["--package", board.package, "--json", "design.json", "--timing-allow-fail"])
         .args(["--freq", &target_mhz.to_string(), "--seed", &seed.to_string()])
         .args(["--log", "nextpnr.log", "-q"]);
-    let output = run(&mut command, &nextpnr)?;
+    let output = run_tool(&mut command, &nextpnr.display().to_string())?;
     let log_path = work.join("nextpnr.log");
     let log = std::fs::read_to_string(&log_path).map_err(|e| SynthError::BadStats {
         path: log_path.clone(),
@@ -135,9 +135,9 @@ pub fn place_and_route(
     }
     on_step("pack");
     let packed_input = if board.family == Family::Ice40 { "design.asc" } else { "design.config" };
-    let pack_output = run(
+    let pack_output = run_tool(
         Command::new(&pack).current_dir(work).args([packed_input, bitstream_name(board.family)]),
-        &pack,
+        &pack.display().to_string(),
     )?;
     if !pack_output.status.success() {
         return Err(SynthError::ToolFailed {
@@ -150,18 +150,6 @@ pub fn place_and_route(
         cells,
         fmax_mhz: fmax_mhz(&log),
         routed,
-    })
-}
-
-fn run(command: &mut Command, tool: &Path) -> Result<std::process::Output, SynthError> {
-    command.output().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => SynthError::ToolMissing {
-            tool: tool.display().to_string(),
-        },
-        _ => SynthError::Io {
-            tool: tool.display().to_string(),
-            source,
-        },
     })
 }
 

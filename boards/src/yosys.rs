@@ -78,20 +78,13 @@ fn synthesize_with(
         .collect::<Result<Vec<_>, _>>()?;
     // The Verilog paths go on the command line, not into the script, so no quoting
     // is needed; yosys reads command-line files before running -p.
-    let output = Command::new(yosys)
-        .current_dir(work)
-        .args(["-q", "-l", "yosys.log", "-p", &script(family, top, dsp), "-f", "verilog"])
-        .args(&sources)
-        .output()
-        .map_err(|source| match source.kind() {
-            ErrorKind::NotFound => SynthError::ToolMissing {
-                tool: yosys.to_string(),
-            },
-            _ => SynthError::Io {
-                tool: yosys.to_string(),
-                source,
-            },
-        })?;
+    let output = run_tool(
+        Command::new(yosys)
+            .current_dir(work)
+            .args(["-q", "-l", "yosys.log", "-p", &script(family, top, dsp), "-f", "verilog"])
+            .args(&sources),
+        yosys,
+    )?;
     if !output.status.success() {
         return Err(SynthError::ToolFailed {
             tool: yosys.to_string(),
@@ -111,6 +104,18 @@ fn synthesize_with(
         detail,
     })?;
     Ok(utilization(family, cells))
+}
+
+/// Runs `command` (the program `tool`) to completion; a missing program gets
+/// the set-up hint.
+pub(crate) fn run_tool(command: &mut Command, tool: &str) -> Result<std::process::Output, SynthError> {
+    command.output().map_err(|source| match source.kind() {
+        ErrorKind::NotFound => SynthError::ToolMissing { tool: tool.to_string() },
+        _ => SynthError::Io {
+            tool: tool.to_string(),
+            source,
+        },
+    })
 }
 
 fn last_line(bytes: &[u8]) -> Option<String> {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::board_hw::smallest_config;
 use super::output::print_json;
-use super::synth::{model_costs, summarize, SynthSummary};
+use super::synth::{costs_of, summarize, SynthSummary};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -100,7 +100,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             eprintln!("{shape}: the model does not compile for this shape; skipped");
             continue;
         };
-        let (cycles, link) = model_costs(&args.model, &hw)?;
+        let (cycles, link) = costs_of(&model, &hw)?;
         candidates.push(Candidate {
             link,
             predicted_images_per_second: target_mhz * 1e6 / cycles as f64,

@@ -86,10 +86,15 @@ pub struct SynthSummary {
     pub cached: bool,
 }
 
-/// Cycles per image and UART traffic of `model` compiled for `hw`.
+/// Cycles per image and UART traffic of the model file `model` compiled for `hw`.
 pub fn model_costs(model: &Path, hw: &HwConfig) -> anyhow::Result<(u64, LinkTraffic)> {
     let model = compiler::format::load(model).with_context(|| format!("cannot load {}", model.display()))?;
-    let compiled = compiler::lower::compile(&model, hw)?;
+    costs_of(&model, hw)
+}
+
+/// [`model_costs`] of a loaded model.
+pub fn costs_of(model: &compiler::Model, hw: &HwConfig) -> anyhow::Result<(u64, LinkTraffic)> {
+    let compiled = compiler::lower::compile(model, hw)?;
     let cycles = schedule(hw, &compiled.program)
         .map_err(|e| anyhow::anyhow!("the compiled program deadlocks: {e:?}"))?
         .total;
@@ -115,7 +120,7 @@ pub fn summarize(report: &SynthReport, out: &Path, costs: Option<(u64, LinkTraff
         images_per_second: costs.map(|(cycles, _)| speed(cycles)),
         cycles_per_image: costs.map(|(cycles, _)| cycles),
         link_images_per_second: costs.map(|(_, link)| link.runs_per_second(report.uart_baud)),
-        overflows: report.overflows.iter().map(|o| format!("{o} (+{})", o.used - o.available)).collect(),
+        overflows: report.overflow_lines(),
         cached,
     }
 }
