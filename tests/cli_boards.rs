@@ -15,7 +15,9 @@ use common::{divqat, json_of};
 fn tools_present(tools: &[&str]) -> bool {
     let missing: Vec<_> = tools
         .iter()
-        .filter(|tool| Process::new(tool).arg("-V").output().is_err() && Process::new(tool).arg("--version").output().is_err())
+        .filter(|tool| {
+            Process::new(tool).arg("-V").output().is_err() && Process::new(tool).arg("--version").output().is_err()
+        })
         .collect();
     if !missing.is_empty() {
         println!("SKIPPED: {missing:?} not found; run scripts/setup.sh");
@@ -31,15 +33,19 @@ fn cache_dir() -> PathBuf {
 /// A small-cnn with random parameters (the board flow only needs its shapes).
 fn small_cnn(dir: &Path) -> PathBuf {
     let path = dir.join("small-cnn.qnn");
-    divqat().args(["random-model", "--arch", "small-cnn", "--out"]).arg(&path).assert().success();
+    divqat()
+        .args(["random-model", "--arch", "small-cnn", "--out"])
+        .arg(&path)
+        .assert()
+        .success();
     path
 }
 
-/// The configuration `divqat fit --shapes 1x1` tries first for small-cnn, so the
-/// refusal test and the fit test synthesize the same design once.
+/// The configuration `divqat fit --shapes 1x1` tries first for small-cnn (the queued
+/// controller), so the refusal test and the fit test synthesize the same design once.
 const ONE_BY_ONE: &str = "rows = 1\ncols = 1\nweight_bits = 8\nactivation_bits = 8\naccumulator_bits = 32\n\
 act_buffer_words = 2048\nweight_buffer_words = 256\nacc_buffer_words = 256\nout_buffer_words = 256\n\
-param_buffer_entries = 64\nbus_bytes = 8\nmem_latency = 32\nclock_mhz = 12.0\nqueue_depth = 1\nfetch_depth = 1\nadd_unit = false\n";
+param_buffer_entries = 64\nbus_bytes = 1\nmem_latency = 32\nclock_mhz = 12.0\nqueue_depth = 1\nfetch_depth = 1\nadd_unit = false\n";
 
 fn synth(board: &str, hw: &Path, out: &Path, model: &Path) -> std::process::Output {
     divqat()
@@ -70,9 +76,15 @@ fn an_oversized_design_is_refused_naming_the_overflowing_resources_and_a_rerun_i
     assert_eq!(report["estimate_only"], false);
     assert_eq!(report["bitstream"], serde_json::Value::Null);
     let overflows = report["overflows"].as_array().unwrap();
-    assert!(overflows.iter().any(|o| o.as_str().unwrap().starts_with("LUT: ")), "{report}");
+    assert!(
+        overflows.iter().any(|o| o.as_str().unwrap().starts_with("LUT: ")),
+        "{report}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the design does not fit icebreaker (up5k): LUT: "), "{stderr}");
+    assert!(
+        stderr.contains("the design does not fit icebreaker (up5k): LUT: "),
+        "{stderr}"
+    );
     assert!(report["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(dir.path().join("ice/yosys.log").is_file());
 
@@ -96,15 +108,21 @@ fn ecp5_is_placed_routed_and_packed_with_an_fmax() {
     let out = synth("ulx3s", &hw, &dir.path().join("ecp5"), &model);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out.stdout);
-    assert_eq!((report["fits"].as_bool(), report["estimate_only"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (report["fits"].as_bool(), report["estimate_only"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert!(report["fmax_mhz"].as_f64().unwrap() > 0.0, "{report}");
-    assert!(report["lut"].as_u64().unwrap() > 1000 && report["dsp"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["lut"].as_u64().unwrap() > 1000 && report["dsp"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     let bitstream = PathBuf::from(report["bitstream"].as_str().unwrap());
     assert!(std::fs::metadata(&bitstream).unwrap().len() > 100_000, "{bitstream:?}");
 }
 
 #[test]
-fn fit_reports_every_candidate_and_says_when_none_fits() {
+fn fit_finds_the_serial_1x1_for_the_icebreaker_with_its_fmax_and_bitstream() {
     if !tools_present(&["yosys", "nextpnr-ice40"]) {
         return;
     }
@@ -118,26 +136,32 @@ fn fit_reports_every_candidate_and_says_when_none_fits() {
         .arg(dir.path().join("fit"))
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out.stdout);
     let candidates = report["candidates"].as_array().unwrap();
-    // One shape keeps the test to one synthesis, shared with the refusal test.
-    assert_eq!(candidates.len(), 1, "{report}");
-    assert_eq!(candidates[0]["hw"]["rows"], 1);
-    for c in candidates {
-        assert!(c["cycles_per_image"].as_u64().unwrap() > 0);
-        assert!(!c["status"].as_str().unwrap().is_empty());
-    }
-    match report["best"].as_u64() {
-        Some(best) => {
-            assert!(out.status.success());
-            assert_eq!(candidates[best as usize]["status"], "chosen");
-            assert!(report["images_per_second"].as_f64().unwrap() > 0.0);
-        }
-        None => {
-            assert_eq!(out.status.code(), Some(1));
-            assert!(String::from_utf8_lossy(&out.stderr).contains("no candidate fits icebreaker"));
-        }
-    }
+    // One shape: the queued 1x1 (the refusal test's design, cached) and the serial one.
+    assert_eq!(candidates.len(), 2, "{report}");
+    let (queued, serial) = (&candidates[0], &candidates[1]);
+    assert_eq!(
+        (
+            queued["hw"]["queue_depth"].as_u64(),
+            serial["hw"]["queue_depth"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert!(queued["predicted_images_per_second"].as_f64() > serial["predicted_images_per_second"].as_f64());
+    assert_eq!(queued["status"], "does not fit", "{report}");
+    assert_eq!(report["best"].as_u64(), Some(1), "{report}");
+    assert_eq!(serial["status"], "chosen");
+    let synth = &serial["synth"];
+    assert!(synth["fmax_mhz"].as_f64().unwrap() >= 12.0, "{synth}");
+    assert!(
+        synth["lut"].as_u64().unwrap() <= 5280 && synth["dsp"].as_u64().unwrap() > 0,
+        "{synth}"
+    );
+    let bitstream = PathBuf::from(synth["bitstream"].as_str().unwrap());
+    assert!(std::fs::metadata(&bitstream).unwrap().len() > 100_000, "{bitstream:?}");
+    assert!(report["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(dir.path().join("fit/fit.json").is_file());
 }
 
@@ -151,19 +175,46 @@ fn bad_board_arguments_are_one_line_errors() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown board \"icebraker\"; valid boards: icebreaker, alchitry-cu, ulx3s, arty-a7-35"), "{stderr}");
+    assert!(
+        stderr.contains("unknown board \"icebraker\"; valid boards: icebreaker, alchitry-cu, ulx3s, arty-a7-35"),
+        "{stderr}"
+    );
     let out = divqat()
-        .args(["synth", "--board", "icebreaker", "--hw", "2x2", "--baud", "5000000", "--out"])
+        .args([
+            "synth",
+            "--board",
+            "icebreaker",
+            "--hw",
+            "2x2",
+            "--baud",
+            "5000000",
+            "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--baud 5000000: 12 MHz / 5000000 is 2.40 clocks per bit"), "{stderr}");
+    assert!(
+        stderr.contains("--baud 5000000: 12 MHz / 5000000 is 2.40 clocks per bit"),
+        "{stderr}"
+    );
     let out = divqat()
-        .args(["synth", "--board", "ulx3s", "--hw", "2x2", "--target-mhz", "50", "--out"])
+        .args([
+            "synth",
+            "--board",
+            "ulx3s",
+            "--hw",
+            "2x2",
+            "--target-mhz",
+            "50",
+            "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("board ulx3s: the target clock must be its 25 MHz oscillator"), "{stderr}");
+    assert!(
+        stderr.contains("board ulx3s: the target clock must be its 25 MHz oscillator"),
+        "{stderr}"
+    );
 }

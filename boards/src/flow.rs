@@ -97,7 +97,10 @@ impl SynthReport {
 
     /// "LUT: 26774 used, 5280 available (+21494)", one per overflowing resource.
     pub fn overflow_lines(&self) -> Vec<String> {
-        self.overflows.iter().map(|o| format!("{o} (+{})", o.used - o.available)).collect()
+        self.overflows
+            .iter()
+            .map(|o| format!("{o} (+{})", o.used - o.available))
+            .collect()
     }
 
     /// [`Self::overflow_lines`] on one line, for messages.
@@ -143,7 +146,10 @@ pub fn synthesize_board_with_progress(
     let outcome = ensure_entry(&entry, |work| {
         write(&work.join("accelerator.v"), &accelerator)?;
         write(&work.join("board_top.v"), &top.verilog)?;
-        write(&work.join(format!("board.{}", constraints_extension(board.family))), &top.constraints)?;
+        write(
+            &work.join(format!("board.{}", constraints_extension(board.family))),
+            &top.constraints,
+        )?;
         let report = run_tools(request, &top, &key, versions, work, on_step)?;
         let json = serde_json::to_string_pretty(&report).expect("reports serialize");
         write(&work.join(REPORT_FILE), &json)
@@ -223,9 +229,15 @@ fn tool_versions(flow: Flow) -> Vec<String> {
         .into_iter()
         .map(|(tool, flag)| {
             let output = Command::new(&tool).arg(flag).output();
-            let text = output.map(|o| String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)).unwrap_or_default();
+            let text = output
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+                .unwrap_or_default();
             let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("(not installed)");
-            format!("{}: {}", tool.file_name().unwrap_or_default().to_string_lossy(), first.trim())
+            format!(
+                "{}: {}",
+                tool.file_name().unwrap_or_default().to_string_lossy(),
+                first.trim()
+            )
         })
         .collect()
 }

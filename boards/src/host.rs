@@ -113,9 +113,14 @@ pub fn serve_run(
             CHAR_READ => {
                 let addr = u32::from_le_bytes(read_array(from_board, &mut run)?);
                 let len = memory.len();
-                let bytes = memory
-                    .get(addr as usize..addr as usize + bus_bytes)
-                    .ok_or(HostError::AddressOutOfRange { addr, bytes: bus_bytes, len })?;
+                let bytes =
+                    memory
+                        .get(addr as usize..addr as usize + bus_bytes)
+                        .ok_or(HostError::AddressOutOfRange {
+                            addr,
+                            bytes: bus_bytes,
+                            len,
+                        })?;
                 send(to_board, bytes, &mut run)?;
                 run.reads += 1;
             }
@@ -126,9 +131,14 @@ pub fn serve_run(
                 let mut data = vec![0u8; bus_bytes];
                 read_exact(from_board, &mut data, &mut run)?;
                 let len = memory.len();
-                let target = memory
-                    .get_mut(addr as usize..addr as usize + bus_bytes)
-                    .ok_or(HostError::AddressOutOfRange { addr, bytes: bus_bytes, len })?;
+                let target =
+                    memory
+                        .get_mut(addr as usize..addr as usize + bus_bytes)
+                        .ok_or(HostError::AddressOutOfRange {
+                            addr,
+                            bytes: bus_bytes,
+                            len,
+                        })?;
                 for (k, byte) in data.iter().enumerate() {
                     if strobe[k / 8] >> (k % 8) & 1 == 1 {
                         target[k] = *byte;
@@ -191,7 +201,10 @@ mod tests {
         expected.extend([4, 5, 6, 7]);
         assert_eq!(heard, expected);
         assert_eq!(&memory[8..12], &[0xa0, 9, 0xa2, 11]);
-        assert_eq!((run.cycles, run.status, run.fetches, run.reads, run.writes), (0x1234, 0, 1, 1, 1));
+        assert_eq!(
+            (run.cycles, run.status, run.fetches, run.reads, run.writes),
+            (0x1234, 0, 1, 1, 1)
+        );
         assert_eq!(run.bytes_from_board, says.len() as u64);
         assert_eq!(run.bytes_to_board + run.bytes_from_board, link_bytes(4, 1, 1, 1));
     }

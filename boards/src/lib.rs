@@ -13,6 +13,6 @@ pub mod utilization;
 pub mod yosys;
 
 pub use board::{Board, BoardError, Family, Flow, Pins, Resources, BOARDS};
-pub use utilization::{Overflow, ResourceKind, Utilization};
 pub use flow::{synthesize_board, synthesize_board_with_progress, SynthReport, SynthRequest};
+pub use utilization::{Overflow, ResourceKind, Utilization};
 pub use yosys::{synthesize, SynthError};

@@ -51,7 +51,11 @@ impl PnrOutcome {
             dsp,
             bram,
             spram,
-            cells: self.cells.iter().map(|(name, &(used, _))| (name.clone(), used)).collect(),
+            cells: self
+                .cells
+                .iter()
+                .map(|(name, &(used, _))| (name.clone(), used))
+                .collect(),
         }
     }
 }
@@ -68,7 +72,9 @@ pub fn tools(flow: Flow) -> Option<(PathBuf, PathBuf)> {
 /// A YoWASP tool: on PATH, or in the virtual environment scripts/setup.sh makes
 /// (`<workspace>/.deps/yowasp/bin`).
 fn yowasp_tool(name: &str) -> PathBuf {
-    let in_venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/yowasp/bin").join(name);
+    let in_venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.deps/yowasp/bin")
+        .join(name);
     if in_venv.is_file() {
         in_venv
     } else {
@@ -98,12 +104,30 @@ pub fn place_and_route(
     let mut command = Command::new(&nextpnr);
     command.current_dir(work);
     match board.family {
-        Family::Ice40 => command.args([format!("--{}", board.device), "--asc".into(), "design.asc".into(), "--pcf".into(), constraints]),
-        Family::Ecp5 => command.args([format!("--{}", board.device), "--textcfg".into(), "design.config".into(), "--lpf".into(), constraints]),
+        Family::Ice40 => command.args([
+            format!("--{}", board.device),
+            "--asc".into(),
+            "design.asc".into(),
+            "--pcf".into(),
+            constraints,
+        ]),
+        Family::Ecp5 => command.args([
+            format!("--{}", board.device),
+            "--textcfg".into(),
+            "design.config".into(),
+            "--lpf".into(),
+            constraints,
+        ]),
         Family::Xilinx7 => unreachable!("no place-and-route for Xilinx 7 here"),
     };
     command
-        .args(["--package", board.package, "--json", "design.json", "--timing-allow-fail"])
+        .args([
+            "--package",
+            board.package,
+            "--json",
+            "design.json",
+            "--timing-allow-fail",
+        ])
         .args(["--freq", &target_mhz.to_string(), "--seed", &seed.to_string()])
         .args(["--log", "nextpnr.log", "-q"]);
     let output = run_tool(&mut command, &nextpnr.display().to_string())?;
@@ -124,7 +148,12 @@ pub fn place_and_route(
             return Err(SynthError::ToolFailed {
                 tool: nextpnr.display().to_string(),
                 status: output.status.to_string(),
-                last_line: log.lines().rev().find(|l| l.contains("ERROR")).unwrap_or("(no ERROR line)").to_string(),
+                last_line: log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("ERROR"))
+                    .unwrap_or("(no ERROR line)")
+                    .to_string(),
             });
         }
         return Ok(PnrOutcome {
@@ -134,16 +163,26 @@ pub fn place_and_route(
         });
     }
     on_step("pack");
-    let packed_input = if board.family == Family::Ice40 { "design.asc" } else { "design.config" };
+    let packed_input = if board.family == Family::Ice40 {
+        "design.asc"
+    } else {
+        "design.config"
+    };
     let pack_output = run_tool(
-        Command::new(&pack).current_dir(work).args([packed_input, bitstream_name(board.family)]),
+        Command::new(&pack)
+            .current_dir(work)
+            .args([packed_input, bitstream_name(board.family)]),
         &pack.display().to_string(),
     )?;
     if !pack_output.status.success() {
         return Err(SynthError::ToolFailed {
             tool: pack.display().to_string(),
             status: pack_output.status.to_string(),
-            last_line: String::from_utf8_lossy(&pack_output.stderr).lines().last().unwrap_or("").to_string(),
+            last_line: String::from_utf8_lossy(&pack_output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
         });
     }
     Ok(PnrOutcome {
@@ -166,7 +205,10 @@ fn device_utilisation(log: &str) -> BTreeMap<String, (u64, u64)> {
             let (name, counts) = rest.split_once(':')?;
             let (used, rest) = counts.split_once('/')?;
             let available = rest.split_whitespace().next()?;
-            Some((name.trim().to_string(), (used.trim().parse().ok()?, available.parse().ok()?)))
+            Some((
+                name.trim().to_string(),
+                (used.trim().parse().ok()?, available.parse().ok()?),
+            ))
         })
         .collect()
 }
@@ -222,7 +264,10 @@ Info: Max frequency for clock 'clock': 12.45 MHz (PASS at 12.00 MHz)
             ..Default::default()
         };
         let used = outcome.utilization(Family::Ice40, &synthesized);
-        assert_eq!((used.lut, used.ff, used.dsp, used.bram, used.spram), (2956, 1234, 4, 0, 0));
+        assert_eq!(
+            (used.lut, used.ff, used.dsp, used.bram, used.spram),
+            (2956, 1234, 4, 0, 0)
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl Ice40Pll {
     /// The closest setting to `target_mhz`; refused when none is within 0.5%.
     pub fn for_target(input_mhz: f64, target_mhz: f64) -> Result<Self, PllError> {
         let best = candidates(input_mhz)
-            .min_by(|a, b| (a.achieved_mhz - target_mhz).abs().total_cmp(&(b.achieved_mhz - target_mhz).abs()))
+            .min_by(|a, b| {
+                (a.achieved_mhz - target_mhz)
+                    .abs()
+                    .total_cmp(&(b.achieved_mhz - target_mhz).abs())
+            })
             .ok_or(PllError::Unreachable { input_mhz, target_mhz })?;
         if (best.achieved_mhz - target_mhz).abs() > MAX_RELATIVE_ERROR * target_mhz {
             return Err(PllError::Inexact {
@@ -83,7 +87,8 @@ fn candidates(input_mhz: f64) -> impl Iterator<Item = Ice40Pll> {
             let vco = pfd * f64::from(divf + 1);
             (1u8..=6).filter_map(move |divq| {
                 let out = vco / f64::from(1u32 << divq);
-                let valid = (10.0..=133.0).contains(&pfd) && (533.0..=1066.0).contains(&vco) && (16.0..=275.0).contains(&out);
+                let valid =
+                    (10.0..=133.0).contains(&pfd) && (533.0..=1066.0).contains(&vco) && (16.0..=275.0).contains(&out);
                 valid.then(|| Ice40Pll {
                     divr,
                     divf,
@@ -119,7 +124,10 @@ mod tests {
         // Within the datasheet ranges.
         let pfd = 100.0 / f64::from(pll.divr + 1);
         let vco = pfd * f64::from(pll.divf + 1);
-        assert!((10.0..=133.0).contains(&pfd) && (533.0..=1066.0).contains(&vco), "{pll:?}");
+        assert!(
+            (10.0..=133.0).contains(&pfd) && (533.0..=1066.0).contains(&vco),
+            "{pll:?}"
+        );
         assert_eq!(pll.filter_range, filter_range(pfd));
     }
 
@@ -136,14 +144,20 @@ mod tests {
             };
             let text = String::from_utf8_lossy(&out.stdout);
             let field = |name: &str| -> u8 {
-                let line = text.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+                let line = text
+                    .lines()
+                    .find(|l| l.contains(name))
+                    .unwrap_or_else(|| panic!("{name} in {text}"));
                 let value = line.split(':').nth(1).unwrap().trim();
                 value.split_whitespace().next().unwrap().parse().unwrap()
             };
             let ours = Ice40Pll::for_target(input, target).unwrap();
             let vco = input / f64::from(field("DIVR") + 1) * f64::from(field("DIVF") + 1);
             let theirs = vco / f64::from(1u32 << field("DIVQ"));
-            assert!((ours.achieved_mhz - theirs).abs() < 1e-6, "{input}->{target}: {ours:?} vs\n{text}");
+            assert!(
+                (ours.achieved_mhz - theirs).abs() < 1e-6,
+                "{input}->{target}: {ours:?} vs\n{text}"
+            );
         }
     }
 

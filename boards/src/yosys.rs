@@ -34,7 +34,13 @@ pub enum SynthError {
 /// netlist in `work/design.json` (for place-and-route), yosys's log in
 /// `work/yosys.log` and its statistics in `work/stat.json`. `dsp` maps multipliers
 /// onto the family's DSP blocks (off for devices without them, such as the HX8K).
-pub fn synthesize(family: Family, sources: &[PathBuf], top: &str, dsp: bool, work: &Path) -> Result<Utilization, SynthError> {
+pub fn synthesize(
+    family: Family,
+    sources: &[PathBuf],
+    top: &str,
+    dsp: bool,
+    work: &Path,
+) -> Result<Utilization, SynthError> {
     synthesize_with("yosys", family, sources, top, dsp, work)
 }
 
@@ -42,8 +48,14 @@ pub fn synthesize(family: Family, sources: &[PathBuf], top: &str, dsp: bool, wor
 fn script(family: Family, top: &str, dsp: bool) -> String {
     let stat = "tee -q -o stat.json stat -json";
     match family {
-        Family::Ice40 => format!("synth_ice40{} -top {top} -json design.json; {stat}", if dsp { " -dsp" } else { "" }),
-        Family::Ecp5 => format!("synth_ecp5{} -top {top} -json design.json; {stat}", if dsp { "" } else { " -nodsp" }),
+        Family::Ice40 => format!(
+            "synth_ice40{} -top {top} -json design.json; {stat}",
+            if dsp { " -dsp" } else { "" }
+        ),
+        Family::Ecp5 => format!(
+            "synth_ecp5{} -top {top} -json design.json; {stat}",
+            if dsp { "" } else { " -nodsp" }
+        ),
         // yosys 0.23's synth_xilinx has no -json option, and keeps the hierarchy
         // unless told (its `stat -json` then embeds a text table: invalid JSON).
         Family::Xilinx7 => format!(
@@ -81,7 +93,15 @@ fn synthesize_with(
     let output = run_tool(
         Command::new(yosys)
             .current_dir(work)
-            .args(["-q", "-l", "yosys.log", "-p", &script(family, top, dsp), "-f", "verilog"])
+            .args([
+                "-q",
+                "-l",
+                "yosys.log",
+                "-p",
+                &script(family, top, dsp),
+                "-f",
+                "verilog",
+            ])
             .args(&sources),
         yosys,
     )?;
@@ -153,7 +173,8 @@ fn cell_counts(stat_json: &str) -> Result<BTreeMap<String, u64>, String> {
 ///   plus half a block per RAMB18E1.
 pub fn utilization(family: Family, cells: BTreeMap<String, u64>) -> Utilization {
     let count = |name: &str| cells.get(name).copied().unwrap_or(0);
-    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 { cells.iter().filter(|(name, _)| pred(name)).map(|(_, n)| n).sum() };
+    let sum =
+        |pred: &dyn Fn(&str) -> bool| -> u64 { cells.iter().filter(|(name, _)| pred(name)).map(|(_, n)| n).sum() };
     let (lut, ff, dsp, bram, spram) = match family {
         Family::Ice40 => (
             count("SB_LUT4"),
@@ -299,8 +320,15 @@ endmodule
     fn missing_yosys_is_reported_with_the_setup_hint() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_verilog(dir.path(), "counter.v", COUNTER);
-        let err = synthesize_with("yosys-not-installed-here", Family::Ice40, &[path], "counter", false, dir.path())
-            .unwrap_err();
+        let err = synthesize_with(
+            "yosys-not-installed-here",
+            Family::Ice40,
+            &[path],
+            "counter",
+            false,
+            dir.path(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "yosys-not-installed-here not found on PATH; run scripts/setup.sh"
@@ -335,12 +363,16 @@ endmodule
         let cells = |json: &str| cell_counts(json).unwrap();
         let ecp5 = utilization(
             Family::Ecp5,
-            cells(r#"{"design": {"num_cells_by_type": {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "MULT18X18D": 2, "DP16KD": 1}}}"#),
+            cells(
+                r#"{"design": {"num_cells_by_type": {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "MULT18X18D": 2, "DP16KD": 1}}}"#,
+            ),
         );
         assert_eq!((ecp5.lut, ecp5.ff, ecp5.dsp, ecp5.bram), (16, 7, 2, 1));
         let x7 = utilization(
             Family::Xilinx7,
-            cells(r#"{"design": {"num_cells_by_type": {"LUT3": 4, "LUT6": 2, "RAM32M": 1, "FDRE": 5, "FDSE": 1, "DSP48E1": 3, "RAMB18E1": 3, "CARRY4": 9}}}"#),
+            cells(
+                r#"{"design": {"num_cells_by_type": {"LUT3": 4, "LUT6": 2, "RAM32M": 1, "FDRE": 5, "FDSE": 1, "DSP48E1": 3, "RAMB18E1": 3, "CARRY4": 9}}}"#,
+            ),
         );
         assert_eq!((x7.lut, x7.ff, x7.dsp, x7.bram), (10, 6, 3, 2));
     }

@@ -32,7 +32,16 @@ fn build_board(dir: &Path, accelerator: &str, top: &BoardTop) -> std::path::Path
     let testbench = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/board_sim.cpp");
     let status = Command::new("verilator")
         .current_dir(dir)
-        .args(["--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style"])
+        .args([
+            "--cc",
+            "--exe",
+            "--build",
+            "-j",
+            "2",
+            "-Wno-fatal",
+            "-Wno-lint",
+            "-Wno-style",
+        ])
         .args(["--top-module", BOARD_TOP, "-Mdir", "obj", "-o", "board_sim"])
         .args(["-CFLAGS".to_string(), format!("-DCLKS_PER_BIT={}", top.clocks_per_bit)])
         .args(["accelerator.v", "board_top.v"])
@@ -61,7 +70,9 @@ fn host_runs_a_model_through_the_simulated_board_uart() {
     let program = encode(&compiled.program);
     let reference = Reference::new(model.clone());
     for seed in 0..2u8 {
-        let image: Vec<u8> = (0..model.input.elements()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+        let image: Vec<u8> = (0..model.input.elements())
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
         let mut memory = compiled.memory_with_input(&image);
         let mut child = Command::new(&executable)
             .arg("100000000")

@@ -4,8 +4,8 @@
 //! instruction port (`HwConfig::fetch_depth` requested but not yet dispatched), dispatched
 //! in program order, one per cycle, into per-unit queues of `HwConfig::queue_depth`; each unit runs
 //! its queue in order; an instruction starts when its unit is free and the completion
-//! counts of the other units reach its waits. Verilator's cycle counts are checked
-//! against this model.
+//! counts of the other units reach its waits (or, with `queue_depth` 0, one instruction
+//! at a time). Verilator's cycle counts are checked against this model.
 
 use serde::Serialize;
 
@@ -14,12 +14,12 @@ use crate::isa::{Instruction, Op, Unit};
 use crate::lower::Compiled;
 
 /// Cycles of `hdl::PostUnit` after its last output word is addressed: the accumulator
-/// buffer's registered read, then the registered requantizer before the write.
+/// buffer's registered read, then the requantizer's product register before the write.
 pub const POST_PIPELINE: u64 = 2;
 /// Cycles of `hdl::PoolUnit` and `hdl::AddUnit` after their last buffer read is
-/// addressed: the registered read, then the accumulate (pool) or product (add) register
-/// before the write.
-pub const VECTOR_PIPELINE: u64 = 2;
+/// addressed: the registered read, the accumulate (pool) or product (add) register,
+/// then the requantizer's product register before the write.
+pub const VECTOR_PIPELINE: u64 = 3;
 
 /// Cycles a matmul of `slices` weight slices over `pixels` pixels keeps the array busy,
 /// from the first weight entering to the last result leaving (docs/isa.md §5); the
@@ -273,7 +273,15 @@ fn unit_index(u: Unit) -> usize {
 ///   cycle through its `done` cycle, and completes (counts) from the cycle after;
 /// - `done`: in the cycle after `end` when every unit is idle and every fetched
 ///   response has arrived (requests issued before `end` was dispatched keep coming).
+///
+/// With `queue_depth` 0 (serial: no unit queues) the fetch buffer's head is the one
+/// running instruction instead: it starts in the cycle it is at the head and every unit
+/// is idle (so its waits are met by construction and not read), and leaves the buffer
+/// at its `done`; see [`schedule_serial`].
 pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Deadlock> {
+    if hw.is_serial() {
+        return Ok(schedule_serial(hw, program));
+    }
     let n = program.len();
     let latency = hw.mem_latency as u64;
     let (mut start, mut end) = (vec![0u64; n], vec![0u64; n]);
@@ -315,19 +323,48 @@ pub fn schedule(hw: &HwConfig, program: &[Instruction]) -> Result<Schedule, Dead
         unit_ends[u].push(end[i]);
         unit_members[u].push(i);
     }
+    let total = done_cycle(hw, &end, issue, &dispatch);
+    Ok(Schedule { start, end, total })
+}
+
+/// [`schedule`] of the serial controller (`queue_depth` 0): instruction `i` starts once
+/// its response is at the head of the fetch buffer and instruction `i - 1` has
+/// completed; it leaves the buffer (its "dispatch", which frees a fetch slot) in its
+/// last cycle, where its unit raises `done` (`end`, which costs one cycle, clears the
+/// buffer in its start cycle).
+fn schedule_serial(hw: &HwConfig, program: &[Instruction]) -> Schedule {
+    let n = program.len();
+    let latency = hw.mem_latency as u64;
+    let (mut start, mut end) = (vec![0u64; n], vec![0u64; n]);
+    let mut dispatch = vec![0u64; n];
+    let mut issue = vec![0u64; n];
+    for (i, ins) in program.iter().enumerate() {
+        issue[i] = issue_cycle(&issue, &dispatch, i, hw.fetch_depth);
+        let arrived = issue[i] + latency + 2;
+        start[i] = arrived.max(if i > 0 { end[i - 1] } else { 0 });
+        end[i] = start[i] + cost(hw, &ins.op);
+        dispatch[i] = end[i] - 1;
+    }
+    let total = done_cycle(hw, &end, issue, &dispatch);
+    Schedule { start, end, total }
+}
+
+/// The cycle of `done`: after the last instruction has ended and the requests issued
+/// past the program before `end` was dispatched (the fetcher stops issuing from the
+/// cycle after) have returned.
+fn done_cycle(hw: &HwConfig, end: &[u64], mut issue: Vec<u64>, dispatch: &[u64]) -> u64 {
+    let n = end.len();
     let mut total = end.iter().copied().max().unwrap_or(0);
-    // Requests issued past the program before `end` was dispatched (the fetcher stops
-    // issuing from the cycle after) must return before `done`.
     if let Some(&last_dispatch) = dispatch.last() {
         for i in n..n + hw.fetch_depth {
-            issue.push(issue_cycle(&issue, &dispatch, i, hw.fetch_depth));
+            issue.push(issue_cycle(&issue, dispatch, i, hw.fetch_depth));
             if issue[i] > last_dispatch {
                 break;
             }
-            total = total.max(issue[i] + latency + 2);
+            total = total.max(issue[i] + hw.mem_latency as u64 + 2);
         }
     }
-    Ok(Schedule { start, end, total })
+    total
 }
 
 /// The cycle in which the fetcher issues request `i`: one request per cycle, and at most

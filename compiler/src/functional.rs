@@ -315,7 +315,11 @@ impl<'a> Machine<'a> {
             let (oy, ox) = ((p / out_w) as i64, (p % out_w) as i64);
             let base = acc_span.start + p * c;
             for (j, s) in sums.iter_mut().enumerate() {
-                *s = if flags & matmul_flags::ACCUMULATE != 0 { self.acc[base + j] } else { 0 };
+                *s = if flags & matmul_flags::ACCUMULATE != 0 {
+                    self.acc[base + j]
+                } else {
+                    0
+                };
             }
             for (j, &(ys, xs)) in walk.iter().enumerate() {
                 let (y, x) = (ys + oy * oy_step as i64, xs + ox * ox_step as i64);

@@ -62,7 +62,8 @@ pub struct HwConfig {
     /// Instructions each unit's queue holds, the running one included (a power of two,
     /// 1..=64): deeper queues let the dispatcher run further ahead; each entry is 344
     /// bits of registers (docs/rtl.md, "Area"), and depth 1 also needs no read
-    /// multiplexer.
+    /// multiplexer. 0 is the serial controller: no unit queues, the fetch buffer's head
+    /// runs alone (no overlap of loads, compute and stores; the smallest design).
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
     /// Instructions the controller may have requested but not yet dispatched (a power
@@ -217,9 +218,9 @@ impl HwConfig {
                 format!("every buffer depth must be at most {MAX_BUFFER_WORDS} words (16-bit addresses)"),
             ),
             (
-                queue(self.queue_depth),
+                self.queue_depth == 0 || queue(self.queue_depth),
                 "queue_depth",
-                format!("must be a power of two, 1..={MAX_QUEUE_DEPTH}"),
+                format!("must be 0 (serial) or a power of two, 1..={MAX_QUEUE_DEPTH}"),
             ),
             (
                 queue(self.fetch_depth),
@@ -231,6 +232,11 @@ impl HwConfig {
             Some((_, field, message)) => Err(HwError::Invalid { field, message }),
             None => Ok(()),
         }
+    }
+
+    /// Whether the controller runs one instruction at a time (`queue_depth` 0).
+    pub fn is_serial(&self) -> bool {
+        self.queue_depth == 0
     }
 
     /// Multiply-accumulates per cycle with every PE busy.
@@ -294,7 +300,7 @@ mod tests {
         for (queue_depth, fetch_depth, field) in [
             (3, 8, "'queue_depth'"),
             (8, 128, "'fetch_depth'"),
-            (0, 8, "'queue_depth'"),
+            (5, 8, "'queue_depth'"),
             (8, 0, "'fetch_depth'"),
             (8, 3, "'fetch_depth'"),
         ] {

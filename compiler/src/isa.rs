@@ -602,7 +602,23 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..500 {
             let w = random_window(&mut rng);
-            let Ok(Op::Matmul { act, tile_words, pitch, y0, x0, x_first, x_last, ox_step, oy_step, out_w, pixels, slices, flags, .. }) = w.op() else {
+            let Ok(Op::Matmul {
+                act,
+                tile_words,
+                pitch,
+                y0,
+                x0,
+                x_first,
+                x_last,
+                ox_step,
+                oy_step,
+                out_w,
+                pixels,
+                slices,
+                flags,
+                ..
+            }) = w.op()
+            else {
                 panic!("{w:?}");
             };
             assert_eq!((pixels as usize, slices as usize), (w.out_h * w.out_w, w.slices.len()));
@@ -644,10 +660,22 @@ mod tests {
             accumulate: false,
             act_signed: false,
         };
-        assert_eq!(w.op().unwrap_err(), MatmulRange { what: "tile_words", value: 65536 });
+        assert_eq!(
+            w.op().unwrap_err(),
+            MatmulRange {
+                what: "tile_words",
+                value: 65536
+            }
+        );
         // 9 output rows 16384 words apart: the last row's offset is 2^17.
         (w.tile_w, w.groups, w.out_h) = (512, 32, 9);
-        assert_eq!(w.op().unwrap_err(), MatmulRange { what: "largest row offset", value: 1 << 17 });
+        assert_eq!(
+            w.op().unwrap_err(),
+            MatmulRange {
+                what: "largest row offset",
+                value: 1 << 17
+            }
+        );
         w.out_h = 8;
         assert!(w.op().is_ok());
     }

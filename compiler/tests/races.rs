@@ -87,8 +87,16 @@ fn accesses(hw: &HwConfig, op: &Op) -> Vec<(Mem, std::ops::Range<usize>, bool)> 
             pixels,
             ..
         } => {
-            out.push((Mem::Act, act as usize * r..(act as usize + tile_words as usize) * r, false));
-            out.push((Mem::Wgt, wgt as usize * c..(wgt as usize + slices as usize * r) * c, false));
+            out.push((
+                Mem::Act,
+                act as usize * r..(act as usize + tile_words as usize) * r,
+                false,
+            ));
+            out.push((
+                Mem::Wgt,
+                wgt as usize * c..(wgt as usize + slices as usize * r) * c,
+                false,
+            ));
             out.push((Mem::Acc, acc as usize * c..(acc as usize + pixels as usize) * c, true));
         }
         Op::Post {

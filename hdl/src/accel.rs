@@ -155,6 +155,13 @@ pub struct Accelerator {
     add: AddUnit,
     /// The requantizer bank shared by post, pool and add.
     rq: Vec<Requantizer>,
+    /// The bank's operand selection, registered: the exec instruction's decode one
+    /// cycle late (settled from an instruction's cycle 1 on, cycle 0 being `start`).
+    /// Post, pool and add use the bank in their cycle 2 at the earliest, so the late
+    /// select is always right, and the instruction register's decode stays off the
+    /// requantizer's path (the longest on the iCE40).
+    rq_for_pool: DFF<Bit>,
+    rq_for_add: DFF<Bit>,
     /// Whether the add unit is there (`HwConfig::add_unit`).
     c_has_add: Constant<Bit>,
     act_buf: SdpRam<B8>,
@@ -234,6 +241,8 @@ impl Accelerator {
             pool: PoolUnit::sharing(rows),
             add: AddUnit::sharing(rows),
             rq: many(rows.max(cols)),
+            rq_for_pool: Default::default(),
+            rq_for_add: Default::default(),
             c_has_add: Constant::new(hw.add_unit),
             act_buf: SdpRam::new(rows, hw.act_buffer_words),
             wgt_buf: SdpRam::new(cols, hw.weight_buffer_words),
@@ -276,6 +285,7 @@ impl Logic for Accelerator {
     // One long function: `#[hdl_gen]` cannot translate calls to helpers.
     #[hdl_gen]
     fn update(&mut self) {
+        dff_setup!(self, clock, rq_for_pool, rq_for_add);
         // Clocks.
         self.ctrl.clock.next = self.clock.val();
         self.load_dma.clock.next = self.clock.val();
@@ -523,6 +533,9 @@ impl Logic for Accelerator {
 
         // Requantizer bank: post's lanes unless a pool or an add runs; the lanes past
         // post's (rows > cols) only pool and add use.
+        for k in 0..self.rq.len() {
+            self.rq[k].clock.next = self.clock.val();
+        }
         for c in 0..self.post.rq_acc.len() {
             self.rq[c].acc.next = self.post.rq_acc[c].val();
             self.rq[c].bias.next = self.post.rq_bias[c].val();
@@ -539,8 +552,10 @@ impl Logic for Accelerator {
             self.rq[k].bits.next = self.pool.rq_bits.val();
             self.rq[k].is_signed.next = self.pool.rq_signed.val();
         }
+        self.rq_for_pool.d.next = self.exec_dec.is_pool.val();
+        self.rq_for_add.d.next = self.exec_dec.is_add.val() & self.c_has_add.val();
         for k in 0..self.pool.rq_acc.len() {
-            if self.exec_dec.is_pool.val() {
+            if self.rq_for_pool.q.val() {
                 self.rq[k].acc.next = self.pool.rq_acc[k].val();
                 self.rq[k].bias.next = self.pool.rq_bias[k].val();
                 self.rq[k].multiplier.next = self.pool.rq_multiplier[k].val();
@@ -548,7 +563,7 @@ impl Logic for Accelerator {
                 self.rq[k].bits.next = self.pool.rq_bits.val();
                 self.rq[k].is_signed.next = self.pool.rq_signed.val();
             }
-            if self.exec_dec.is_add.val() & self.c_has_add.val() {
+            if self.rq_for_add.q.val() {
                 self.rq[k].acc.next = self.add.rq_acc[k].val();
                 self.rq[k].bias.next = self.add.rq_bias[k].val();
                 self.rq[k].multiplier.next = self.add.rq_multiplier[k].val();
@@ -612,11 +627,18 @@ mod tests {
 
     #[test]
     fn accelerator_verilog_lints_clean_but_the_waivers() {
-        for (rows, cols, add_unit, depth) in [(2, 2, true, 8), (3, 2, true, 8), (2, 3, false, 8), (8, 8, true, 8), (1, 1, false, 1)] {
+        for (rows, cols, add_unit, queue_depth, fetch_depth) in [
+            (2, 2, true, 8, 8),
+            (3, 2, true, 8, 8),
+            (2, 3, false, 8, 8),
+            (8, 8, true, 8, 8),
+            (1, 1, false, 1, 1),
+            (1, 1, false, 0, 1),
+        ] {
             let hw = HwConfig {
                 add_unit,
-                queue_depth: depth,
-                fetch_depth: depth,
+                queue_depth,
+                fetch_depth,
                 ..HwConfig::preset(rows, cols).unwrap()
             };
             crate::testing::assert_lints_clean_waiving(&accelerator_verilog(&hw), &waived());

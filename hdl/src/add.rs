@@ -20,7 +20,8 @@
 //! the two operands) and registered; in cycle `2i + 3` a [`Requantizer`] per lane
 //! (accumulator `x*m_a`, bias `y*m_b`, multiplier 1, the instruction's shift: exactly
 //! `round_shift` of the sum and the clamp) gives the bytes of output word `i`, which
-//! are written. So the instruction takes **`2*words + 2`** cycles
+//! are written in cycle `2i + 4` (the requantizer registers its product in between).
+//! So the instruction takes **`2*words + 3`** cycles
 //! (`compiler::cycles::cost`, checked in the tests). All registers are in the
 //! unit's `#[hdl_gen]` code.
 
@@ -125,10 +126,14 @@ pub struct AddUnit {
     b_end: DFF<Bit>,
     pa: Vec<DFF<Signed<32>>>,
     pb: Vec<DFF<Signed<32>>>,
-    // Stage C: write.
+    // Stage C: the products into the requantizers.
     c_valid: DFF<Bit>,
     c_end: DFF<Bit>,
     o_cnt: DFF<B16>,
+    // Stage D: round, clamp and write.
+    d_valid: DFF<Bit>,
+    d_end: DFF<Bit>,
+    d_waddr: DFF<B16>,
     zero16: Constant<B16>,
     one16: Constant<B16>,
     _rows: usize,
@@ -196,6 +201,9 @@ impl AddUnit {
             c_valid: Default::default(),
             c_end: Default::default(),
             o_cnt: Default::default(),
+            d_valid: Default::default(),
+            d_end: Default::default(),
+            d_waddr: Default::default(),
             zero16: Constant::new(0u64.into()),
             one16: Constant::new(1u64.into()),
             _rows: rows,
@@ -210,7 +218,9 @@ impl AddUnit {
 impl Logic for AddUnit {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, busy_r, a_on, ph, idx, b_valid, b_ph, b_end, c_valid, c_end, o_cnt);
+        dff_setup!(
+            self, clock, busy_r, a_on, ph, idx, b_valid, b_ph, b_end, c_valid, c_end, o_cnt, d_valid, d_end, d_waddr
+        );
         self.fields.shift.next = self.shift.val();
         self.fields.bits.next = self.bits.val();
 
@@ -259,15 +269,17 @@ impl Logic for AddUnit {
         self.c_valid.d.next = self.b_valid.q.val() & self.b_ph.q.val();
         self.c_end.d.next = self.b_valid.q.val() & self.b_end.q.val();
 
-        // Stage C: round, clamp and write output word i.
-        self.out_we.next = self.c_valid.q.val();
-        self.out_waddr.next = self.out.val() + self.o_cnt.q.val();
+        // Stage C: output word i's products into the requantizers.
+        self.d_valid.d.next = self.c_valid.q.val();
+        self.d_end.d.next = self.c_end.q.val();
+        self.d_waddr.d.next = self.out.val() + self.o_cnt.q.val();
         self.rq_bits.next = self.fields.bits5.val();
         self.rq_signed.next = self.is_signed.val();
         // The own requantizers take the operands from their sources, not from the
         // `rq_*` ports: reading back a port this block drives is a combinational cycle
         // to Verilator.
         for k in 0..self.rq.len() {
+            self.rq[k].clock.next = self.clock.val();
             self.rq[k].acc.next = self.pa[k].q.val();
             self.rq[k].bias.next = self.pb[k].q.val();
             self.rq[k].multiplier.next = self.one16.val();
@@ -284,6 +296,12 @@ impl Logic for AddUnit {
             self.rq_bias[k].next = self.pb[k].q.val();
             self.rq_multiplier[k].next = self.one16.val();
             self.rq_shift[k].next = self.fields.shift6.val();
+        }
+
+        // Stage D: the requantizers round and clamp; the word is written.
+        self.out_we.next = self.d_valid.q.val();
+        self.out_waddr.next = self.d_waddr.q.val();
+        for k in 0..self._rows {
             self.out_wdata[k].next = self.low[k].low.val();
             self.out_wlanes[k].next = true;
         }
@@ -293,12 +311,12 @@ impl Logic for AddUnit {
         if self.c_end.q.val() {
             self.o_cnt.d.next = self.zero16.val();
         }
-        self.done.next = self.c_end.q.val();
+        self.done.next = self.d_end.q.val();
 
         if self.start.val() & !self.busy_r.q.val() {
             self.busy_r.d.next = true;
         }
-        if self.c_end.q.val() {
+        if self.d_end.q.val() {
             self.busy_r.d.next = false;
         }
         self.busy.next = self.busy_r.q.val();

@@ -23,6 +23,16 @@
 //!   no instruction response is in flight.
 //! - An unknown opcode at the head of the fetch buffer sets `status` to 1 and stops
 //!   dispatching: the program never finishes, and the host's timeout reports it.
+//!
+//! # Serial mode (queue depth 0)
+//!
+//! No unit queues: the fetch buffer's head is every unit's current instruction. It
+//! starts in a cycle where it is at the head and no unit is active, and leaves the
+//! buffer at the edge that ends its `done` cycle (`end`: its start cycle). Everything
+//! before an instruction has then completed, so its waits hold by construction and
+//! are not compared. This drops three queues of 344-bit registers and the nine wait
+//! comparators for the smallest boards, at the price of no overlap between loads,
+//! compute and stores (`compiler::cycles::schedule` models both modes).
 
 use compiler::hw::MAX_QUEUE_DEPTH;
 use compiler::isa::INSTRUCTION_BYTES;
@@ -86,7 +96,8 @@ impl Logic for ConcatBytes {
 /// count, and pointers with one wrap bit give both without a counter). `push` when
 /// full (without `pop`) and `pop` when empty are not allowed; `clear` empties it and
 /// wins over `push` and `pop`. Depth 1 is a single register and a valid bit (no
-/// pointers, no read multiplexer). Custom Verilog: rust-hdl cannot index a memory by
+/// pointers, no read multiplexer). Depth 0 is no queue at all (the serial
+/// controller's unit queues): always empty and full, nothing may be pushed. Custom Verilog: rust-hdl cannot index a memory by
 /// a signal; the Rust model below is the same ring buffer.
 #[derive(LogicBlock)]
 pub struct InsnQueue {
@@ -107,8 +118,8 @@ pub struct InsnQueue {
 impl InsnQueue {
     pub fn new(depth: usize) -> Self {
         assert!(
-            depth.is_power_of_two() && depth <= MAX_QUEUE_DEPTH,
-            "queue depth: a power of two, 1..={MAX_QUEUE_DEPTH}"
+            depth == 0 || (depth.is_power_of_two() && depth <= MAX_QUEUE_DEPTH),
+            "queue depth: 0 or a power of two, 1..={MAX_QUEUE_DEPTH}"
         );
         Self {
             clock: Default::default(),
@@ -132,6 +143,10 @@ impl InsnQueue {
 
     fn clock_edge(&mut self) {
         let depth = self.depth();
+        if depth == 0 {
+            assert!(!self.push.val(), "push into a queue of depth 0");
+            return;
+        }
         if self.clear.val() {
             (self._read, self._write, self._count) = (0, 0, 0);
             return;
@@ -145,6 +160,13 @@ impl InsnQueue {
             self._read = (self._read + 1) % depth;
         }
         self._count = self._count + push as usize - pop as usize;
+    }
+
+    /// Depth 0: nothing; the inputs go to a wire Verilator's lint skips by name.
+    fn absent_verilog(&self) -> String {
+        "wire unused_inputs = ^{clock, push, push_data, pop, clear};
+always @(*) begin head = 0; empty = 1; full = 1; end"
+            .to_string()
     }
 
     /// Depth 1: the entry and whether it holds an instruction.
@@ -198,7 +220,7 @@ impl Logic for InsnQueue {
         if self.clock.pos_edge() {
             self.clock_edge();
         }
-        self.head.next = self._entries[self._read];
+        self.head.next = self._entries.get(self._read).copied().unwrap_or_default();
         self.empty.next = self._count == 0;
         self.full.next = self._count == self.depth();
     }
@@ -210,10 +232,10 @@ impl Logic for InsnQueue {
     }
 
     fn hdl(&self) -> Verilog {
-        Verilog::Custom(if self.depth() == 1 {
-            self.register_verilog()
-        } else {
-            self.ring_verilog()
+        Verilog::Custom(match self.depth() {
+            0 => self.absent_verilog(),
+            1 => self.register_verilog(),
+            _ => self.ring_verilog(),
         })
     }
 }
@@ -286,6 +308,8 @@ pub struct Controller {
     store_go: Signal<Local, Bit>,
     exec_is_end: Signal<Local, Bit>,
     exec_retire: Signal<Local, Bit>,
+    /// Serial mode: the fetch buffer's head may start (it is there and no unit is active).
+    serial_ready: Signal<Local, Bit>,
     finish: Signal<Local, Bit>,
     c_zero_count: Constant<Count>,
     c_one_count: Constant<Count>,
@@ -298,11 +322,14 @@ pub struct Controller {
     c_op_first_exec: Constant<Bits<8>>,
     c_op_end: Constant<Bits<8>>,
     c_status_opcode: Constant<Bits<8>>,
+    /// `queue_depth` 0: no unit queues, one instruction at a time.
+    c_serial: Constant<Bit>,
 }
 
 impl Controller {
     /// A controller with unit queues of `queue_depth` and a fetch buffer of
-    /// `fetch_depth` instructions (`HwConfig::queue_depth`, `fetch_depth`).
+    /// `fetch_depth` instructions (`HwConfig::queue_depth`, `fetch_depth`); queue depth 0
+    /// is the serial controller (module documentation).
     pub fn new(queue_depth: usize, fetch_depth: usize) -> Self {
         let k8 = |v: u64| Constant::new(v.into());
         Self {
@@ -366,6 +393,7 @@ impl Controller {
             store_go: Default::default(),
             exec_is_end: Default::default(),
             exec_retire: Default::default(),
+            serial_ready: Default::default(),
             finish: Default::default(),
             c_zero_count: Constant::new(0u64.into()),
             c_one_count: Constant::new(1u64.into()),
@@ -378,6 +406,7 @@ impl Controller {
             c_op_first_exec: k8(3),
             c_op_end: k8(7),
             c_status_opcode: k8(1),
+            c_serial: Constant::new(queue_depth == 0),
         }
     }
 }
@@ -423,9 +452,15 @@ impl Logic for Controller {
         self.retired_load.next = self.load_count.q.val();
         self.retired_exec.next = self.exec_count.q.val();
         self.retired_store.next = self.store_count.q.val();
-        self.load_insn.next = self.load_q.head.val();
-        self.exec_insn.next = self.exec_q.head.val();
-        self.store_insn.next = self.store_q.head.val();
+        if self.c_serial.val() {
+            self.load_insn.next = self.fetch_q.head.val();
+            self.exec_insn.next = self.fetch_q.head.val();
+            self.store_insn.next = self.fetch_q.head.val();
+        } else {
+            self.load_insn.next = self.load_q.head.val();
+            self.exec_insn.next = self.exec_q.head.val();
+            self.store_insn.next = self.store_q.head.val();
+        }
 
         // Fetch: issue a request when the previous one is taken (or none is valid)
         // and fewer than fetch_depth requested instructions await dispatch.
@@ -441,32 +476,24 @@ impl Logic for Controller {
         self.fetch_q.push_data.next = self.concat.word.val();
         self.unused_fetch_full.next = self.fetch_q.full.val();
 
-        // Dispatch the fetch buffer's head into its unit's queue.
+        // The fetch buffer's head: which unit it goes to.
         self.opcode.next = self.fetch_q.head.val().get_bits::<8>(0);
         self.to_load.next = self.opcode.val() == self.c_op_load.val();
         self.to_store.next = self.opcode.val() == self.c_op_store.val();
         self.to_exec.next =
             (self.opcode.val() >= self.c_op_first_exec.val()) & (self.opcode.val() <= self.c_op_end.val());
-        self.dispatch.next = self.running.q.val()
-            & !self.stop.q.val()
-            & !self.fetch_q.empty.val()
-            & ((self.to_load.val() & !self.load_q.full.val())
-                | (self.to_exec.val() & !self.exec_q.full.val())
-                | (self.to_store.val() & !self.store_q.full.val()));
-        self.fetch_q.pop.next = self.dispatch.val();
-        self.fetch_q.clear.next = self.dispatch.val() & self.to_exec.val() & (self.opcode.val() == self.c_op_end.val());
-        self.load_q.push.next = self.dispatch.val() & self.to_load.val();
-        self.exec_q.push.next = self.dispatch.val() & self.to_exec.val();
-        self.store_q.push.next = self.dispatch.val() & self.to_store.val();
-        self.load_q.push_data.next = self.fetch_q.head.val();
-        self.exec_q.push_data.next = self.fetch_q.head.val();
-        self.store_q.push_data.next = self.fetch_q.head.val();
         self.load_q.clear.next = false;
         self.exec_q.clear.next = false;
         self.store_q.clear.next = false;
 
         // Start each unit's head when the unit is free and its waits are met
-        // (wait counts: bytes 2..6 load, 6..10 exec, 10..14 store).
+        // (wait counts: bytes 2..6 load, 6..10 exec, 10..14 store); serial: start the
+        // fetch buffer's head when no unit is active (everything before it has completed).
+        self.serial_ready.next = self.running.q.val()
+            & !self.fetch_q.empty.val()
+            & !self.load_active.q.val()
+            & !self.exec_active.q.val()
+            & !self.store_active.q.val();
         self.load_go.next = self.running.q.val()
             & !self.load_q.empty.val()
             & !self.load_active.q.val()
@@ -485,7 +512,12 @@ impl Logic for Controller {
             & (self.load_count.q.val() >= self.store_q.head.val().get_bits::<32>(16))
             & (self.exec_count.q.val() >= self.store_q.head.val().get_bits::<32>(48))
             & (self.store_count.q.val() >= self.store_q.head.val().get_bits::<32>(80));
-        self.exec_is_end.next = self.exec_q.head.val().get_bits::<8>(0) == self.c_op_end.val();
+        if self.c_serial.val() {
+            self.load_go.next = self.serial_ready.val() & self.to_load.val();
+            self.exec_go.next = self.serial_ready.val() & self.to_exec.val();
+            self.store_go.next = self.serial_ready.val() & self.to_store.val();
+        }
+        self.exec_is_end.next = self.exec_insn.val().get_bits::<8>(0) == self.c_op_end.val();
         self.load_start.next = self.load_go.val();
         self.exec_start.next = self.exec_go.val() & !self.exec_is_end.val();
         self.store_start.next = self.store_go.val();
@@ -494,6 +526,28 @@ impl Logic for Controller {
         self.load_q.pop.next = self.load_done.val();
         self.exec_q.pop.next = self.exec_retire.val();
         self.store_q.pop.next = self.store_done.val();
+
+        // Dispatch the fetch buffer's head into its unit's queue (after the retire
+        // signals: the serial controller dispatches at completion).
+        if self.c_serial.val() {
+            // Serial: the head leaves the fetch buffer when it completes.
+            self.dispatch.next = self.load_done.val() | self.exec_retire.val() | self.store_done.val();
+        } else {
+            self.dispatch.next = self.running.q.val()
+                & !self.stop.q.val()
+                & !self.fetch_q.empty.val()
+                & ((self.to_load.val() & !self.load_q.full.val())
+                    | (self.to_exec.val() & !self.exec_q.full.val())
+                    | (self.to_store.val() & !self.store_q.full.val()));
+        }
+        self.fetch_q.pop.next = self.dispatch.val();
+        self.fetch_q.clear.next = self.dispatch.val() & self.to_exec.val() & (self.opcode.val() == self.c_op_end.val());
+        self.load_q.push.next = self.dispatch.val() & self.to_load.val() & !self.c_serial.val();
+        self.exec_q.push.next = self.dispatch.val() & self.to_exec.val() & !self.c_serial.val();
+        self.store_q.push.next = self.dispatch.val() & self.to_store.val() & !self.c_serial.val();
+        self.load_q.push_data.next = self.fetch_q.head.val();
+        self.exec_q.push_data.next = self.fetch_q.head.val();
+        self.store_q.push_data.next = self.fetch_q.head.val();
 
         self.finish.next = self.running.q.val()
             & self.finished.q.val()
@@ -754,6 +808,9 @@ mod tests {
             (3, 1, 1),
             (6, 1, 4),
             (2, 4, 1),
+            (3, 0, 1),
+            (1, 0, 2),
+            (7, 0, 4),
         ]
         .into_iter()
         .enumerate()
@@ -781,7 +838,7 @@ mod tests {
 
     #[test]
     fn controller_verilog_lints_clean() {
-        for (queue_depth, fetch_depth) in [(1, 1), (1, 2), (2, 1), (8, 8)] {
+        for (queue_depth, fetch_depth) in [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (8, 8)] {
             crate::testing::assert_lints_clean(&controller_verilog(queue_depth, fetch_depth));
         }
     }

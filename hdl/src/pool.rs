@@ -21,9 +21,11 @@
 //! combinationally from `start`): output word by output word (pixel, then group),
 //! each window row by row. A word's data arrives a cycle later and is folded into
 //! the lane's accumulator (the first of a window replaces it); the cycle after a
-//! window's last word the accumulator is requantized (average) or taken as is (max)
-//! and written. So the instruction takes **`out_h*out_w*groups*kernel_h*kernel_w +
-//! 2`** cycles (`compiler::cycles::cost`, checked in the tests).
+//! window's last word the accumulator goes into the requantizer, whose product
+//! register splits the path (average), or is registered as is (max); the cycle
+//! after that the requantized value (or the maximum) is written. So the instruction
+//! takes **`out_h*out_w*groups*kernel_h*kernel_w + 3`** cycles
+//! (`compiler::cycles::cost`, checked in the tests).
 //!
 //! # Datapath
 //!
@@ -259,10 +261,15 @@ pub struct PoolUnit {
     b_last: DFF<Bit>,
     b_end: DFF<Bit>,
     accum: Vec<DFF<Signed<32>>>,
-    // Stage C: write.
+    // Stage C: the accumulators into the requantizers (or the maximum registered).
     c_valid: DFF<Bit>,
     c_end: DFF<Bit>,
     o_cnt: DFF<B16>,
+    // Stage D: write the requantized word (or the maximum).
+    d_valid: DFF<Bit>,
+    d_end: DFF<Bit>,
+    d_waddr: DFF<B16>,
+    d_max: Vec<DFF<Bits<8>>>,
     rq_low: Vec<LowByte<OUT_BITS>>,
     max_low: Vec<LowByte<32>>,
     zero16: Constant<B16>,
@@ -345,6 +352,10 @@ impl PoolUnit {
             c_valid: Default::default(),
             c_end: Default::default(),
             o_cnt: Default::default(),
+            d_valid: Default::default(),
+            d_end: Default::default(),
+            d_waddr: Default::default(),
+            d_max: many(rows),
             rq_low: many(rows),
             max_low: many(rows),
             zero16: Constant::new(0u64.into()),
@@ -364,7 +375,7 @@ impl Logic for PoolUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, busy_r, a_on, kx, ky, g, ox, oy, k_off, base_off, pix_off, row_off, b_valid, b_first, b_last,
-            b_end, c_valid, c_end, o_cnt
+            b_end, c_valid, c_end, o_cnt, d_valid, d_end, d_waddr
         );
         self.setup.tile_w.next = self.tile_w.val();
         self.setup.groups.next = self.groups.val();
@@ -449,14 +460,16 @@ impl Logic for PoolUnit {
         self.c_end.d.next = self.b_valid.q.val() & self.b_end.q.val();
 
         // Stage C: the finished window (its last word was folded in at the last edge).
-        self.out_we.next = self.c_valid.q.val();
-        self.out_waddr.next = self.out.val() + self.o_cnt.q.val();
+        self.d_valid.d.next = self.c_valid.q.val();
+        self.d_end.d.next = self.c_end.q.val();
+        self.d_waddr.d.next = self.out.val() + self.o_cnt.q.val();
         self.rq_bits.next = self.fields.bits5.val();
         self.rq_signed.next = self.is_signed.val();
         // The own requantizers take the operands from their sources, not from the
         // `rq_*` ports: reading back a port this block drives is a combinational cycle
         // to Verilator.
         for k in 0..self.rq.len() {
+            self.rq[k].clock.next = self.clock.val();
             self.rq[k].acc.next = self.accum[k].q.val();
             self.rq[k].bias.next = self.zero32.val();
             self.rq[k].multiplier.next = self.multiplier.val();
@@ -474,7 +487,15 @@ impl Logic for PoolUnit {
             self.rq_multiplier[k].next = self.multiplier.val();
             self.rq_shift[k].next = self.fields.shift6.val();
             self.max_low[k].wide.next = self.accum[k].q.val();
-            self.out_wdata[k].next = self.max_low[k].low.val();
+            self.d_max[k].clock.next = self.clock.val();
+            self.d_max[k].d.next = self.max_low[k].low.val();
+        }
+
+        // Stage D: the requantizers' values (of stage C's accumulators) or the maxima.
+        self.out_we.next = self.d_valid.q.val();
+        self.out_waddr.next = self.d_waddr.q.val();
+        for k in 0..self._rows {
+            self.out_wdata[k].next = self.d_max[k].q.val();
             if self.mode.val() {
                 self.out_wdata[k].next = self.rq_low[k].low.val();
             }
@@ -486,12 +507,12 @@ impl Logic for PoolUnit {
         if self.c_end.q.val() {
             self.o_cnt.d.next = self.zero16.val();
         }
-        self.done.next = self.c_end.q.val();
+        self.done.next = self.d_end.q.val();
 
         if self.start.val() & !self.busy_r.q.val() {
             self.busy_r.d.next = true;
         }
-        if self.c_end.q.val() {
+        if self.d_end.q.val() {
             self.busy_r.d.next = false;
         }
         self.busy.next = self.busy_r.q.val();

@@ -31,10 +31,11 @@
 //!    p*out_stride + lane*e`, cover `words(p) = floor((B + channels*e - 1) / rows)
 //!    - floor(B / rows) + 1` words; for each of them the accumulator banks are
 //!    addressed at word `acc + p` (the same word again for a pixel's later words).
-//! 3. Stage B (one cycle later): the accumulators arrive, one [`Requantizer`] per
-//!    column requantizes them, the results are registered.
-//! 4. Stage C (one more cycle): a byte shifter places the registered values into
-//!    the output word's lanes and writes them with their byte enables.
+//! 3. Stage B (one cycle later): the accumulators arrive and go into one
+//!    [`Requantizer`] per column, which registers `(acc + bias) * m`.
+//! 4. Stage C (one more cycle): the requantizers shift, round and clamp; a byte
+//!    shifter places the values into the output word's lanes and writes them
+//!    with their byte enables.
 //!
 //! So the instruction takes **`channels + sum_p words(p) + 2`** cycles, `start`
 //! through `done` (`compiler::cycles::cost`, checked instruction by instruction in
@@ -403,8 +404,12 @@ pub struct PostUnit {
     b_word: DFF<B16>,
     b_left: DFF<B16>,
     b_end: DFF<Bit>,
-    y: Vec<DFF<Signed<OUT_BITS>>>,
     c_valid: DFF<Bit>,
+    /// The placer's per-instruction inputs, registered: settled from cycle 1 on, used
+    /// from stage C (cycle 3 at the earliest), and the instruction fields' path
+    /// through [`PostSetup`] stays off the write path (the longest on the iCE40).
+    c_e2: DFF<Bit>,
+    c_nbytes: DFF<B16>,
     c_word: DFF<B16>,
     c_left: DFF<B16>,
     c_end: DFF<Bit>,
@@ -488,8 +493,9 @@ impl PostUnit {
             b_word: Default::default(),
             b_left: Default::default(),
             b_end: Default::default(),
-            y: many(cols),
             c_valid: Default::default(),
+            c_e2: Default::default(),
+            c_nbytes: Default::default(),
             c_word: Default::default(),
             c_left: Default::default(),
             c_end: Default::default(),
@@ -516,13 +522,12 @@ impl Logic for PostUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, busy_r, p_on, p_idx, ld_valid, ld_idx, a_on, a_pix, a_base, a_off, a_word, a_left, b_valid,
-            b_word, b_left, b_end, c_valid, c_word, c_left, c_end
+            b_word, b_left, b_end, c_valid, c_e2, c_nbytes, c_word, c_left, c_end
         );
         for c in 0..self._cols {
             self.bias[c].clock.next = self.clock.val();
             self.mult[c].clock.next = self.clock.val();
             self.shf[c].clock.next = self.clock.val();
-            self.y[c].clock.next = self.clock.val();
             self.bias[c].d.next = self.bias[c].q.val();
             self.mult[c].d.next = self.mult[c].q.val();
             self.shf[c].d.next = self.shf[c].q.val();
@@ -600,7 +605,8 @@ impl Logic for PostUnit {
             }
         }
 
-        // Stage B: requantize the accumulators, register the values.
+        // Stage B: the accumulators go into the requantizers (which register the
+        // product).
         self.rq_bits.next = self.bits.val().get_bits::<5>(0);
         self.rq_signed.next = self.is_signed.val();
         for c in 0..self._cols {
@@ -613,28 +619,31 @@ impl Logic for PostUnit {
         // `rq_*` ports: reading back a port this block drives is a combinational cycle
         // to Verilator.
         for c in 0..self.rq.len() {
+            self.rq[c].clock.next = self.clock.val();
             self.rq[c].acc.next = self.acc_rdata[c].val();
             self.rq[c].bias.next = self.bias[c].q.val();
             self.rq[c].multiplier.next = self.mult[c].q.val();
             self.rq[c].shift.next = self.shf[c].q.val();
             self.rq[c].bits.next = self.bits.val().get_bits::<5>(0);
             self.rq[c].is_signed.next = self.is_signed.val();
-            self.y[c].d.next = self.rq[c].y.val();
-        }
-        for c in 0..self.rq_y.len() {
-            self.y[c].d.next = self.rq_y[c].val();
         }
         self.c_valid.d.next = self.b_valid.q.val();
         self.c_word.d.next = self.b_word.q.val();
         self.c_left.d.next = self.b_left.q.val();
         self.c_end.d.next = self.b_valid.q.val() & self.b_end.q.val();
 
-        // Stage C: place the values into the word and write it.
-        for c in 0..self._cols {
-            self.place.y[c].next = self.y[c].q.val();
+        // Stage C: the requantizers' values (of stage B's accumulators) go into the
+        // word, which is written.
+        for c in 0..self.rq.len() {
+            self.place.y[c].next = self.rq[c].y.val();
         }
-        self.place.e2.next = self.setup.e2.val();
-        self.place.nbytes.next = self.setup.nbytes.val();
+        for c in 0..self.rq_y.len() {
+            self.place.y[c].next = self.rq_y[c].val();
+        }
+        self.c_e2.d.next = self.setup.e2.val();
+        self.c_nbytes.d.next = self.setup.nbytes.val();
+        self.place.e2.next = self.c_e2.q.val();
+        self.place.nbytes.next = self.c_nbytes.q.val();
         self.place.left.next = self.c_left.q.val();
         self.out_we.next = self.c_valid.q.val();
         self.out_waddr.next = self.c_word.q.val();

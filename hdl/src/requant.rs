@@ -3,6 +3,13 @@
 //! `y = clamp(round_shift((acc + bias) * m, s))` into the dtype given by `bits`
 //! (2..=16) and `is_signed`, with round-half-up (`(p + 2^(s-1)) >>> s`).
 //!
+//! Two stages: `(acc + bias) * m` is registered at the clock edge with `shift`, `bits`
+//! and `is_signed`, and `y` is the shift, rounding and clamp of those registers,
+//! combinationally. So `y` answers the inputs of the previous cycle: the registers
+//! split the requantizer's path, the longest of the accelerator, in two (on the iCE40
+//! UP5K the whole path took ~85 ns, more than a 12 MHz cycle), and keep the
+//! instruction fields that select the output range off the second half.
+//!
 //! The datapath is hand-written Verilog (`Verilog::Custom`): rust-hdl's simulator
 //! multiplies only 16x16 bits and cannot shift by a variable amount, while Verilog's
 //! signed `*` maps onto DSPs and the shifter can be laid out stage by stage. The rust-hdl
@@ -17,6 +24,7 @@ pub const OUT_BITS: usize = 17;
 
 #[derive(LogicBlock, Default)]
 pub struct Requantizer {
+    pub clock: Signal<In, Clock>,
     /// Accumulator (sum of products).
     pub acc: Signal<In, Signed<32>>,
     pub bias: Signal<In, Signed<32>>,
@@ -25,8 +33,14 @@ pub struct Requantizer {
     /// Output width, 2..=16.
     pub bits: Signal<In, Bits<5>>,
     pub is_signed: Signal<In, Bit>,
-    /// The requantized, saturated value.
+    /// The requantized, saturated value of the previous cycle's operands.
     pub y: Signal<Out, Signed<OUT_BITS>>,
+    /// The model's registers: `acc + bias` and the other inputs at the last edge.
+    _biased: i64,
+    _multiplier: u32,
+    _shift: u8,
+    _bits: u8,
+    _signed: bool,
 }
 
 /// Two's-complement bits of `v` in the low `n` bits.
@@ -41,21 +55,24 @@ fn sign_extend(raw: u64, n: usize) -> i64 {
 
 impl Logic for Requantizer {
     fn update(&mut self) {
-        let acc = sign_extend(self.acc.val().inner().index() as u64, 32);
-        let bias = sign_extend(self.bias.val().inner().index() as u64, 32);
+        if self.clock.pos_edge() {
+            let acc = sign_extend(self.acc.val().inner().index() as u64, 32);
+            let bias = sign_extend(self.bias.val().inner().index() as u64, 32);
+            self._biased = acc + bias;
+            self._multiplier = self.multiplier.val().index() as u32;
+            self._shift = self.shift.val().index() as u8;
+            self._bits = self.bits.val().index() as u8;
+            self._signed = self.is_signed.val();
+        }
         let rq = Requant {
-            multiplier: self.multiplier.val().index() as u32,
-            shift: self.shift.val().index() as u8,
+            multiplier: self._multiplier,
+            shift: self._shift,
         };
-        let bits = (self.bits.val().index() as u8).clamp(2, 16);
-        let y = requantize(
-            acc + bias,
-            rq,
-            DType {
-                bits,
-                signed: self.is_signed.val(),
-            },
-        );
+        let dtype = DType {
+            bits: self._bits.clamp(2, 16),
+            signed: self._signed,
+        };
+        let y = requantize(self._biased, rq, dtype);
         self.y.next = signed_cast(Bits::<OUT_BITS>::from(raw(y as i64, OUT_BITS)));
     }
 
@@ -82,23 +99,32 @@ impl Logic for Requantizer {
 const VERILOG: &str = r#"
 wire signed [32:0] biased = acc + bias;
 wire signed [16:0] m = {1'b0, multiplier};
-wire signed [49:0] product = biased * m;
+reg signed [49:0] product;
+reg [5:0] shift_r;
+reg [4:0] bits_r;
+reg signed_r;
+always @(posedge clock) begin
+  product <= biased * m;
+  shift_r <= shift;
+  bits_r <= bits;
+  signed_r <= is_signed;
+end
 wire sgn = product[49];
-wire [49:0] s32 = shift[5] ? {{31{sgn}}, product[49:31]} : {product[48:0], 1'b0};
-wire [33:0] s16 = shift[4] ? s32[49:16] : s32[33:0];
-wire [25:0] s8 = shift[3] ? s16[33:8] : s16[25:0];
-wire [21:0] s4 = shift[2] ? s8[25:4] : s8[21:0];
-wire [19:0] s2 = shift[1] ? s4[21:2] : s4[19:0];
-wire [18:0] t = shift[0] ? s2[19:1] : s2[18:0];
+wire [49:0] s32 = shift_r[5] ? {{31{sgn}}, product[49:31]} : {product[48:0], 1'b0};
+wire [33:0] s16 = shift_r[4] ? s32[49:16] : s32[33:0];
+wire [25:0] s8 = shift_r[3] ? s16[33:8] : s16[25:0];
+wire [21:0] s4 = shift_r[2] ? s8[25:4] : s8[21:0];
+wire [19:0] s2 = shift_r[1] ? s4[21:2] : s4[19:0];
+wire [18:0] t = shift_r[0] ? s2[19:1] : s2[18:0];
 wire wide = (t[18] != sgn)
-  | (!shift[4] && s32[49:34] != {16{sgn}})
-  | (!shift[3] && s16[33:26] != {8{sgn}})
-  | (!shift[2] && s8[25:22] != {4{sgn}})
-  | (!shift[1] && s4[21:20] != {2{sgn}})
-  | (!shift[0] && s2[19] != sgn);
+  | (!shift_r[4] && s32[49:34] != {16{sgn}})
+  | (!shift_r[3] && s16[33:26] != {8{sgn}})
+  | (!shift_r[2] && s8[25:22] != {4{sgn}})
+  | (!shift_r[1] && s4[21:20] != {2{sgn}})
+  | (!shift_r[0] && s2[19] != sgn);
 wire signed [18:0] rounded = {t[18], t[18:1]} + {18'd0, t[0]};
-wire signed [18:0] lo = is_signed ? -(19'sd1 <<< (bits - 5'd1)) : 19'sd0;
-wire signed [18:0] hi = is_signed ? (19'sd1 <<< (bits - 5'd1)) - 19'sd1 : (19'sd1 <<< bits) - 19'sd1;
+wire signed [18:0] lo = signed_r ? -(19'sd1 <<< (bits_r - 5'd1)) : 19'sd0;
+wire signed [18:0] hi = signed_r ? (19'sd1 <<< (bits_r - 5'd1)) - 19'sd1 : (19'sd1 <<< bits_r) - 19'sd1;
 always @(*) begin
   if (wide) y = sgn ? lo[16:0] : hi[16:0];
   else if (rounded < lo) y = lo[16:0];
@@ -200,16 +226,18 @@ mod tests {
     fn testbench(n: usize) -> String {
         format!(
             r#"module tb;
-  reg signed [31:0] acc, bias; reg [15:0] multiplier; reg [5:0] shift; reg [4:0] bits; reg is_signed;
+  reg clock = 0; reg signed [31:0] acc, bias; reg [15:0] multiplier; reg [5:0] shift; reg [4:0] bits; reg is_signed;
   wire signed [16:0] y;
   reg [127:0] vectors [0:{last}];
   integer i, errors = 0;
-  top dut(.acc(acc), .bias(bias), .multiplier(multiplier), .shift(shift), .bits(bits), .is_signed(is_signed), .y(y));
+  top dut(.clock(clock), .acc(acc), .bias(bias), .multiplier(multiplier), .shift(shift), .bits(bits), .is_signed(is_signed), .y(y));
   initial begin
     $readmemh("vectors.hex", vectors);
     for (i = 0; i <= {last}; i = i + 1) begin
       acc = vectors[i][127:96]; bias = vectors[i][95:64]; multiplier = vectors[i][63:48];
       shift = vectors[i][45:40]; bits = vectors[i][36:32]; is_signed = vectors[i][24];
+      #1 clock = 1;
+      #1 clock = 0;
       #1 if (y !== vectors[i][16:0]) begin
         if (errors < 5) $display("MISMATCH %0d: y %0d expected %0d", i, y, $signed(vectors[i][16:0]));
         errors = errors + 1;

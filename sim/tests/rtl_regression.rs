@@ -1,7 +1,7 @@
 //! The randomized regression of the RTL: random layers (kernels 1/3/5, strides,
 //! padding, pools, random widths) and residual networks, each on hardware of random
 //! shape (1x1..8x8) and random buffer sizes (half of the plain nets on hardware
-//! without the add unit), simulated in Verilator and compared with the reference
+//! without the add unit, some on the serial controller), simulated in Verilator and compared with the reference
 //! interpreter, every logit, and with the cycle model, every cycle. Each case builds
 //! its own accelerator (a few seconds; cached afterwards).
 
@@ -46,9 +46,11 @@ fn assert_rtl_matches(model: &Model, hw: &HwConfig, case: &str) {
 fn random_layers_on_random_hardware_match_the_reference() {
     for seed in 0..8 {
         let (model, hw) = synthetic::random_layer_case(seed, 16, 8);
-        // Half of them on hardware without the add unit (these nets have no residual add).
+        // Half of them on hardware without the add unit (these nets have no residual add),
+        // a quarter on the serial controller (queue depth 0).
         let hw = HwConfig {
             add_unit: seed % 2 == 0,
+            queue_depth: if seed % 4 == 3 { 0 } else { hw.queue_depth },
             ..hw
         };
         assert_rtl_matches(&model, &hw, &format!("random layer case {seed}"));
@@ -71,6 +73,11 @@ fn residual_networks_on_random_hardware_match_the_reference() {
             acc_buffer_words: rng.gen_range(8..=128),
             out_buffer_words: rng.gen_range(32..=256),
             param_buffer_entries: rng.gen_range(2 * cols..=64),
+            queue_depth: if case == 1 {
+                0
+            } else {
+                compiler::hw::DEFAULT_QUEUE_DEPTH
+            },
             ..HwConfig::preset(rows, cols).unwrap()
         };
         if compile(&model, &hw).is_err() {

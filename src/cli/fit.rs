@@ -1,6 +1,7 @@
 //! `divqat fit`: the fastest accelerator configuration that fits a board and meets
 //! its clock, for one model. Candidates (array shapes, each with the smallest
-//! buffers the model compiles with) are ranked by the cycle model's images/s at
+//! buffers the model compiles with, with the queued controller and with the serial
+//! one) are ranked by the cycle model's images/s at
 //! the board's clock and synthesized in that order (cached runs cost nothing)
 //! until one fits and meets timing; a candidate at least as large in every
 //! dimension as one that overflowed is skipped without synthesis.
@@ -21,7 +22,9 @@ use super::synth::{costs_of, summarize, SynthSummary};
 
 #[derive(Args)]
 #[command(after_help = "\
-Each synthesized candidate's artifacts land in DIR/<rows>x<cols>/; DIR/fit.json holds the table.
+Each shape is tried with the queued controller (units overlap) and the serial one (smaller, slower;
+labeled RxC-serial). Each synthesized candidate's artifacts land in DIR/<label>/; DIR/fit.json
+holds the table.
 
 Examples:
   divqat fit --board icebreaker --model runs/qat/model.qnn --out build/fit-ice
@@ -82,11 +85,25 @@ fn at_least_as_large(a: &HwConfig, b: &HwConfig) -> bool {
         && a.acc_buffer_words >= b.acc_buffer_words
         && a.out_buffer_words >= b.out_buffer_words
         && a.param_buffer_entries >= b.param_buffer_entries
+        && a.queue_depth >= b.queue_depth
+        && a.bus_bytes >= b.bus_bytes
+        && (a.add_unit || !b.add_unit)
+}
+
+/// A candidate's name in the table and its artifact directory: `RxC`, `RxC-serial`.
+fn label(hw: &HwConfig) -> String {
+    let serial = if hw.is_serial() { "-serial" } else { "" };
+    format!("{}x{}{serial}", hw.rows, hw.cols)
 }
 
 fn parse_shape(shape: &str) -> anyhow::Result<(usize, usize)> {
-    let (r, c) = shape.split_once('x').with_context(|| format!("--shapes: {shape:?} is not RxC"))?;
-    Ok((r.parse().with_context(|| format!("--shapes: {shape:?}"))?, c.parse().with_context(|| format!("--shapes: {shape:?}"))?))
+    let (r, c) = shape
+        .split_once('x')
+        .with_context(|| format!("--shapes: {shape:?} is not RxC"))?;
+    Ok((
+        r.parse().with_context(|| format!("--shapes: {shape:?}"))?,
+        c.parse().with_context(|| format!("--shapes: {shape:?}"))?,
+    ))
 }
 
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
@@ -94,10 +111,12 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let target_mhz = args.target_mhz.unwrap_or(board.target_mhz);
     let model = compiler::format::load(&args.model).with_context(|| format!("cannot load {}", args.model.display()))?;
     let mut candidates = Vec::new();
-    for shape in &args.shapes {
+    for (shape, serial) in args.shapes.iter().flat_map(|s| [(s, false), (s, true)]) {
         let (rows, cols) = parse_shape(shape)?;
-        let Some(hw) = smallest_config(&model, rows, cols, target_mhz) else {
-            eprintln!("{shape}: the model does not compile for this shape; skipped");
+        let Some(hw) = smallest_config(&model, rows, cols, target_mhz, serial) else {
+            if serial {
+                eprintln!("{shape}: the model does not compile for this shape; skipped");
+            }
             continue;
         };
         let (cycles, link) = costs_of(&model, &hw)?;
@@ -134,28 +153,40 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     if best.is_none() {
-        bail!("no candidate fits {} and meets {target_mhz} MHz (table: {})", board.name, path.display());
+        bail!(
+            "no candidate fits {} and meets {target_mhz} MHz (table: {})",
+            board.name,
+            path.display()
+        );
     }
     Ok(())
 }
 
 /// Synthesizes candidates fastest first until one fits and meets timing.
-fn search(candidates: &mut [Candidate], board: &Board, args: &FitArgs, target_mhz: f64) -> anyhow::Result<Option<usize>> {
+fn search(
+    candidates: &mut [Candidate],
+    board: &Board,
+    args: &FitArgs,
+    target_mhz: f64,
+) -> anyhow::Result<Option<usize>> {
     let mut overflowed: Vec<HwConfig> = Vec::new();
     let mut best = None;
     for i in 0..candidates.len() {
         let hw = candidates[i].hw.clone();
-        let shape = format!("{}x{}", hw.rows, hw.cols);
+        let shape = label(&hw);
         if best.is_some() {
             candidates[i].status = "not synthesized: a faster one fits".into();
             continue;
         }
         if let Some(smaller) = overflowed.iter().find(|o| at_least_as_large(&hw, o)) {
-            candidates[i].status = format!("skipped: at least as large as {}x{}, which does not fit", smaller.rows, smaller.cols);
+            candidates[i].status = format!("skipped: at least as large as {}, which does not fit", label(smaller));
             continue;
         }
         if !args.json {
-            eprintln!("synthesizing {shape} ({:.1} images/s predicted) ...", candidates[i].predicted_images_per_second);
+            eprintln!(
+                "synthesizing {shape} ({:.1} images/s predicted) ...",
+                candidates[i].predicted_images_per_second
+            );
         }
         let request = SynthRequest {
             board,
@@ -179,20 +210,33 @@ fn search(candidates: &mut [Candidate], board: &Board, args: &FitArgs, target_mh
                 "chosen".into()
             }
         };
-        candidates[i].synth = Some(summarize(&report, &out, Some((cycles, link)), entry == verilator_sys::Entry::Found));
+        candidates[i].synth = Some(summarize(
+            &report,
+            &out,
+            Some((cycles, link)),
+            entry == verilator_sys::Entry::Found,
+        ));
     }
     Ok(best)
 }
 
 fn print_table(report: &FitReport) {
-    println!("{} at {} MHz, model {}", report.board, report.target_mhz, report.model.display());
-    println!("{:>6} {:>12} {:>10} {:>8} {:>6} {:>10}  status", "array", "cycles/img", "images/s", "LUT", "DSP", "fmax MHz");
+    println!(
+        "{} at {} MHz, model {}",
+        report.board,
+        report.target_mhz,
+        report.model.display()
+    );
+    println!(
+        "{:>6} {:>12} {:>10} {:>8} {:>6} {:>10}  status",
+        "array", "cycles/img", "images/s", "LUT", "DSP", "fmax MHz"
+    );
     for c in &report.candidates {
         let s = c.synth.as_ref();
         let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
         println!(
             "{:>6} {:>12} {:>10.2} {:>8} {:>6} {:>10}  {}",
-            format!("{}x{}", c.hw.rows, c.hw.cols),
+            label(&c.hw),
             c.cycles_per_image,
             c.predicted_images_per_second,
             num(s.map(|s| s.lut)),
@@ -212,7 +256,6 @@ fn print_table(report: &FitReport) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +273,9 @@ mod tests {
     #[test]
     fn shapes_parse_or_name_the_bad_one() {
         assert_eq!(parse_shape("2x4").unwrap(), (2, 4));
-        assert!(parse_shape("2by4").unwrap_err().to_string().contains("\"2by4\" is not RxC"));
+        assert!(parse_shape("2by4")
+            .unwrap_err()
+            .to_string()
+            .contains("\"2by4\" is not RxC"));
     }
 }

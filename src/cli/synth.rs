@@ -148,7 +148,12 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         print_text(&summary);
     }
     if !report.fits {
-        bail!("the design does not fit {} ({}): {}", board.name, board.device, report.overflow_summary());
+        bail!(
+            "the design does not fit {} ({}): {}",
+            board.name,
+            board.device,
+            report.overflow_summary()
+        );
     }
     Ok(())
 }
@@ -156,19 +161,41 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
 /// A spinner naming the running tool (yosys takes minutes on a whole design);
 /// hidden with `--json` and when stderr is not a terminal.
 pub fn tool_spinner(board: &Board, json: bool) -> indicatif::ProgressBar {
-    let spinner = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
-    spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"));
+    let spinner = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
+    );
     spinner.set_message(format!("{}: looking up the synthesis cache", board.name));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     spinner
 }
 
 fn print_text(s: &SynthSummary) {
-    let kind = if s.estimate_only { "synthesis estimate" } else { "placed and routed" };
-    println!("{} ({}), {kind}{}", s.board, s.device, if s.cached { ", cached" } else { "" });
-    println!("  LUT {}  FF {}  DSP {}  BRAM {}  SPRAM {}", s.lut, s.ff, s.dsp, s.bram, s.spram);
+    let kind = if s.estimate_only {
+        "synthesis estimate"
+    } else {
+        "placed and routed"
+    };
+    println!(
+        "{} ({}), {kind}{}",
+        s.board,
+        s.device,
+        if s.cached { ", cached" } else { "" }
+    );
+    println!(
+        "  LUT {}  FF {}  DSP {}  BRAM {}  SPRAM {}",
+        s.lut, s.ff, s.dsp, s.bram, s.spram
+    );
     match s.fmax_mhz {
-        Some(fmax) => println!("  fmax {fmax:.2} MHz (target {} MHz: {})", s.target_mhz, if fmax >= s.target_mhz { "met" } else { "FAILED" }),
+        Some(fmax) => println!(
+            "  fmax {fmax:.2} MHz (target {} MHz: {})",
+            s.target_mhz,
+            if fmax >= s.target_mhz { "met" } else { "FAILED" }
+        ),
         None => println!("  fmax: none (target {} MHz)", s.target_mhz),
     }
     if let (Some(ips), Some(cycles), Some(link)) = (s.images_per_second, s.cycles_per_image, s.link_images_per_second) {

@@ -95,10 +95,7 @@ impl FillError for VerilatorError {
 /// rename alone already keeps concurrent builds correct (where locking is
 /// unsupported the builds merely duplicate work). On failure the temporary
 /// directory is removed unless the error asks to keep it for debugging.
-pub fn ensure_entry<E: FillError>(
-    entry: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), E>,
-) -> Result<Entry, E> {
+pub fn ensure_entry<E: FillError>(entry: &Path, fill: impl FnOnce(&Path) -> Result<(), E>) -> Result<Entry, E> {
     if entry.is_dir() {
         return Ok(Entry::Found);
     }

@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let target_mhz = h.target_mhz.unwrap_or(board.target_mhz);
     let out = ctx.dir(Step::Compile);
     let qat = compiler::load(&ctx.model(Step::TrainQat))?;
-    let Some(hw) = smallest_config(&qat, h.rows, h.cols, target_mhz) else {
+    let Some(hw) = smallest_config(&qat, h.rows, h.cols, target_mhz, h.serial) else {
         bail!(
             "{}: hardware: the model does not compile for a {}x{} array",
             ctx.config_name,

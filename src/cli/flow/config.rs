@@ -133,6 +133,9 @@ pub struct HardwareSection {
     pub board: String,
     pub rows: usize,
     pub cols: usize,
+    /// The serial controller (one instruction at a time: the smallest design, the
+    /// one that fits the iCEBreaker) instead of the queued one.
+    pub serial: bool,
     /// Accelerator clock in MHz (default: the board's).
     pub target_mhz: Option<f64>,
 }
@@ -141,8 +144,9 @@ impl Default for HardwareSection {
     fn default() -> Self {
         HardwareSection {
             board: "icebreaker".into(),
-            rows: 2,
-            cols: 2,
+            rows: 1,
+            cols: 1,
+            serial: true,
             target_mhz: None,
         }
     }
@@ -220,7 +224,8 @@ impl Default for SynthesizeSection {
 }
 
 impl FlowConfig {
-    /// The built-in flow: Fashion-MNIST, small-cnn, W8A8, iCEBreaker with a 2x2 array.
+    /// The built-in flow: Fashion-MNIST, small-cnn, W8A8, iCEBreaker with a 1x1 array
+    /// and the serial controller (the configuration `divqat fit` finds for it).
     pub fn builtin() -> Self {
         FlowConfig {
             train_fp: PhaseSection { epochs: 10, lr: 2e-3 },
