@@ -164,7 +164,7 @@ pub struct SimulateSection {
 
 impl Default for SimulateSection {
     fn default() -> Self {
-        SimulateSection { images: 20, seed: 0 }
+        SimulateSection { images: 10, seed: 0 }
     }
 }
 
@@ -199,7 +199,7 @@ impl Default for AttackSection {
             test_limit: Some(2000),
             query_batch: 256,
             surrogate: SurrogateConfig::default(),
-            cross_check_queries: 16,
+            cross_check_queries: 8,
         }
     }
 }
