@@ -8,7 +8,7 @@ use compiler::zoo::Arch;
 use datasets::{DataLocations, DatasetId};
 use trainer::batches::Augment;
 use trainer::config::{TrainConfig, TrainMode};
-use trainer::loss::KlDirection;
+use trainer::loss::{DivDefense, KlDirection};
 use trainer::optim::{OptimizerKind, Schedule};
 use trainer::train::{run as run_training, RunOptions, TrainSummary};
 
@@ -101,6 +101,10 @@ pub struct TrainArgs {
     /// Which KL the DivQAT term uses (default quant-to-teacher).
     #[arg(long, value_enum)]
     pub kl_direction: Option<KlDirection>,
+    /// Measure the DivQAT divergence on the defended quantized output, in the attack
+    /// CLI's --defense syntax (only reverse-sigmoid:beta=B,gamma=G).
+    #[arg(long, value_name = "SPEC")]
+    pub div_defense: Option<DivDefense>,
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -146,6 +150,9 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         epochs => epochs, batch_size => batch_size, optimizer => optimizer, lr => lr, schedule => schedule, weight_decay => weight_decay, augment => augment,
         seed => seed, calibration_batches => calibration_batches, div_weight => div_weight,
         temperature => temperature, kl_direction => kl_direction);
+    if args.div_defense.is_some() {
+        config.div_defense = args.div_defense;
+    }
     if args.data_dir.is_some() {
         config.data_dir = args.data_dir.clone();
     }

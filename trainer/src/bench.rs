@@ -72,6 +72,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
         weight: 0.04,
         temperature: 4.0,
         direction: KlDirection::QuantToTeacher,
+        defense: None,
     };
     let mut q_step = |divqat: bool| {
         let logits = quant.forward(&pixels, mode);

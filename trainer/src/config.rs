@@ -9,7 +9,7 @@ use datasets::DatasetId;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::Augment;
-use crate::loss::{Divergence, KlDirection};
+use crate::loss::{DivDefense, Divergence, KlDirection};
 use crate::optim::{OptimizerKind, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -66,6 +66,10 @@ pub struct TrainConfig {
     pub div_weight: f64,
     pub temperature: f64,
     pub kl_direction: KlDirection,
+    /// Measure the DivQAT divergence on the defended quantized output
+    /// (`reverse-sigmoid:beta=B,gamma=G`); absent: on the plain output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub div_defense: Option<DivDefense>,
 }
 
 impl TrainConfig {
@@ -95,6 +99,7 @@ impl TrainConfig {
             div_weight: 0.04,
             temperature: 4.0,
             kl_direction: KlDirection::QuantToTeacher,
+            div_defense: None,
         }
     }
 
@@ -111,13 +116,14 @@ impl TrainConfig {
             weight: self.div_weight,
             temperature: self.temperature,
             direction: self.kl_direction,
+            defense: self.div_defense,
         })
     }
 
     /// Refuse impossible settings, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
-        let checks: [(bool, &str, String); 9] = [
+        let checks: [(bool, &str, String); 10] = [
             (
                 bits.contains(&self.weight_bits),
                 "weight_bits",
@@ -155,6 +161,11 @@ impl TrainConfig {
                 "teacher",
                 "qat and divqat need --teacher DIR (a finished fp run); fp takes none".into(),
             ),
+            (
+                self.div_defense.is_none() || self.mode == TrainMode::Divqat,
+                "div_defense",
+                "only divqat has a divergence to defend".into(),
+            ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
             Some((_, field, why)) => Err(format!("config field '{field}': {why}")),
@@ -189,6 +200,33 @@ mod tests {
         std::fs::write(&path, format!("{text}\nlearning_rate = 3\n")).unwrap();
         let err = TrainConfig::load(&path).unwrap_err();
         assert!(err.contains("c.toml") && err.contains("learning_rate"), "{err}");
+    }
+
+    /// Absent, `div_defense` is not written (configs of earlier runs are unchanged);
+    /// present, it is the defense spec and round-trips.
+    #[test]
+    fn div_defense_is_optional_in_the_toml() {
+        let plain = TrainConfig {
+            teacher: Some("runs/fp".into()),
+            ..TrainConfig::defaults(TrainMode::Divqat, DatasetId::FashionMnist)
+        };
+        assert!(!plain.to_toml().contains("div_defense"));
+        let defended = TrainConfig {
+            div_defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
+            ..plain.clone()
+        };
+        let text = defended.to_toml();
+        assert!(
+            text.contains("div_defense = \"reverse-sigmoid:beta=0.2,gamma=0.4\""),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), defended);
+        assert!(defended.divergence().unwrap().defense.is_some());
+        let qat = TrainConfig {
+            mode: TrainMode::Qat,
+            ..defended
+        };
+        assert!(qat.validate().unwrap_err().contains("'div_defense'"));
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //! `CE(y, f_Q(x)) - w * T^2 * KL(...)` between the tempered softmax outputs of the
 //! quantized model and its frozen full-precision teacher.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+use crate::attack::defense::{Defense, REVERSE_SIGMOID_EPS};
 
 /// Which way the divergence is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -24,12 +29,106 @@ pub fn kl_divergence(p_logits: &Tensor, q_logits: &Tensor, temperature: f64) -> 
         .mean(Kind::Float)
 }
 
+/// A defense the divergence is measured through (`--div-defense`): the quantized
+/// model's tempered probabilities pass through it before the KL. Written and parsed
+/// with the attack CLI's `--defense` syntax ([`Defense`]); only reverse sigmoid has a
+/// differentiable form.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DivDefense {
+    ReverseSigmoid { beta: f64, gamma: f64 },
+}
+
+impl FromStr for DivDefense {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        match spec.parse::<Defense>().map_err(|e| e.to_string())? {
+            Defense::ReverseSigmoid { beta, gamma } => Ok(DivDefense::ReverseSigmoid { beta, gamma }),
+            other => Err(format!(
+                "div defense '{spec}': only reverse-sigmoid is supported, got {}",
+                other.name()
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for DivDefense {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<Self, String> {
+        spec.parse()
+    }
+}
+
+impl From<DivDefense> for String {
+    fn from(d: DivDefense) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DivDefense {
+    /// The canonical `--defense` spec.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DivDefense::ReverseSigmoid { beta, gamma } => Defense::ReverseSigmoid { beta, gamma }.fmt(f),
+        }
+    }
+}
+
+/// Lower bound of each reverse-sigmoid entry before renormalising, in the tensor form.
+/// `defense::reverse_sigmoid` sets negative entries to 0 and answers an all-zero vector
+/// with the one-hot of the argmax; neither is usable in training (log 0 in the KL, no
+/// gradient through a one-hot), so entries are floored here instead. Negative entries
+/// need beta > 1 (for beta <= 1 every entry stays >= min(v, (1 - beta) / 2)), so for
+/// the betas in use the floor never binds and the two forms agree.
+pub const DEFENDED_FLOOR: f64 = 1e-12;
+
+/// Reverse sigmoid of a batch of probability rows (last dimension), differentiable:
+/// `v - beta * (sigmoid(gamma * logit(v)) - 1/2)`, logit of v clamped into
+/// `[EPS, 1 - EPS]` as in [`crate::attack::defense::reverse_sigmoid`], floored at
+/// [`DEFENDED_FLOOR`] and renormalised to sum 1. Computed in f64, like the reference:
+/// in f32 the clip bound 1 - 1e-7 rounds to another number, which moves the answer for
+/// a saturated entry by ~4e-6.
+pub fn reverse_sigmoid_tensor(v: &Tensor, beta: f64, gamma: f64) -> Tensor {
+    let v64 = v.to_kind(Kind::Double);
+    let c = v64.clamp(REVERSE_SIGMOID_EPS, 1.0 - REVERSE_SIGMOID_EPS);
+    let logit = (&c / (-&c + 1.0)).log();
+    let perturbed = v64 - ((logit * gamma).sigmoid() - 0.5) * beta;
+    let floored = perturbed.clamp_min(DEFENDED_FLOOR);
+    let sum = floored.sum_dim_intlist(-1, true, Kind::Double);
+    (floored / sum).to_kind(v.kind())
+}
+
+/// Mean over the batch of `KL(p || q)` for probability rows `p` and `q`.
+fn kl_of_probabilities(p: &Tensor, q: &Tensor) -> Tensor {
+    (p * (p.log() - q.log()))
+        .sum_dim_intlist(-1, false, Kind::Float)
+        .mean(Kind::Float)
+}
+
+/// The divergence with the quantized model's tempered probabilities defended:
+/// `KL(RS(softmax(q/T)) || softmax(t/T))` (or the reverse direction). The defense is
+/// applied to the tempered probabilities because that is what the KL compares; the
+/// teacher side is left undefended (it stands for what the attacker tries to recover).
+fn defended_kl(logits: &Tensor, teacher_logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
+    let DivDefense::ReverseSigmoid { beta, gamma } = defense;
+    let quant = reverse_sigmoid_tensor(&(logits / d.temperature).softmax(-1, Kind::Float), beta, gamma);
+    let teacher = (teacher_logits / d.temperature).softmax(-1, Kind::Float);
+    match d.direction {
+        KlDirection::QuantToTeacher => kl_of_probabilities(&quant, &teacher),
+        KlDirection::TeacherToQuant => kl_of_probabilities(&teacher, &quant),
+    }
+}
+
 /// Parameters of the divergence term.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
     pub weight: f64,
     pub temperature: f64,
     pub direction: KlDirection,
+    /// Measure the divergence on the defended quantized output (None: undefended).
+    pub defense: Option<DivDefense>,
 }
 
 /// The terms of one batch's loss.
@@ -53,9 +152,10 @@ pub fn loss(logits: &Tensor, labels: &Tensor, teacher: Option<(&Tensor, &Diverge
             kl: None,
         },
         Some((teacher_logits, d)) => {
-            let kl = match d.direction {
-                KlDirection::QuantToTeacher => kl_divergence(logits, teacher_logits, d.temperature),
-                KlDirection::TeacherToQuant => kl_divergence(teacher_logits, logits, d.temperature),
+            let kl = match (d.defense, d.direction) {
+                (Some(defense), _) => defended_kl(logits, teacher_logits, d, defense),
+                (None, KlDirection::QuantToTeacher) => kl_divergence(logits, teacher_logits, d.temperature),
+                (None, KlDirection::TeacherToQuant) => kl_divergence(teacher_logits, logits, d.temperature),
             };
             let total = &ce - &kl * (d.weight * d.temperature * d.temperature);
             LossTerms {
@@ -102,6 +202,7 @@ mod tests {
             weight: w,
             temperature: t,
             direction: KlDirection::QuantToTeacher,
+            defense: None,
         };
         let terms = loss(&logits, &labels, Some((&teacher, &d)));
         let kl = terms.kl.as_ref().unwrap().double_value(&[]);
@@ -125,5 +226,142 @@ mod tests {
                 ce_grad - w * t * t * kl_grad
             );
         }
+    }
+
+    // -----------------------------------------------------------------------------
+    // The divergence on the defended output (--div-defense).
+
+    use crate::attack::defense::reverse_sigmoid;
+
+    /// Rows of probabilities: hand-made edge cases (zeros, entries under the logit clip,
+    /// near-one-hot, uniform) and seeded random softmax rows of 10 classes.
+    fn probability_rows() -> Vec<Vec<f32>> {
+        let mut rows = vec![
+            vec![0.25, 0.75],
+            vec![1.0, 0.0, 0.0],
+            vec![1e-9, 0.5, 0.5 - 1e-9],
+            vec![0.1; 10],
+            vec![0.999_999, 1e-6, 0.0],
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for scale in [0.5f64, 3.0, 12.0] {
+            for _ in 0..4 {
+                let logits: Vec<f64> = (0..10)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
+                    })
+                    .collect();
+                rows.push(softmax(&logits).iter().map(|&p| p as f32).collect());
+            }
+        }
+        rows
+    }
+
+    /// The tensor form agrees with the defense the oracle applies (the reference), in
+    /// f32 and f64, including a beta > 1 case where an entry is clipped at 0.
+    #[test]
+    fn reverse_sigmoid_tensor_matches_defense() {
+        for (beta, gamma) in [(0.05, 0.4), (0.2, 0.4), (0.7, 0.4), (0.5, 2.0), (1.5, 10.0)] {
+            let mut rows = probability_rows();
+            rows.push(vec![0.7, 0.3]); // beta 1.5, gamma 10: the 0.7 entry goes negative
+            for row in &rows {
+                let expected = reverse_sigmoid(row, beta, gamma);
+                for kind in [Kind::Float, Kind::Double] {
+                    let t = Tensor::from_slice(row).to_kind(kind).view([1, -1]);
+                    let got: Vec<f64> =
+                        Vec::try_from(reverse_sigmoid_tensor(&t, beta, gamma).to_kind(Kind::Double).view([-1]))
+                            .unwrap();
+                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (g - *e as f64).abs() < 1e-6,
+                            "beta {beta} gamma {gamma} {kind:?} row {row:?} entry {i}: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn defended(direction: KlDirection) -> Divergence {
+        Divergence {
+            weight: 0.04,
+            temperature: 4.0,
+            direction,
+            defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
+        }
+    }
+
+    /// The defended KL equals the KL computed by hand from `defense::reverse_sigmoid` of
+    /// the tempered quantized probabilities, and its gradient reaches every logit.
+    #[test]
+    fn defended_divergence_matches_reference_and_has_gradient() {
+        let (a, b) = ([0.3f64, 4.7, -2.4, 1.0], [0.0f64, 5.5, -1.2, 0.2]);
+        for direction in [KlDirection::QuantToTeacher, KlDirection::TeacherToQuant] {
+            let d = defended(direction);
+            let logits = Tensor::from_slice(&a)
+                .view([1, 4])
+                .to_kind(Kind::Float)
+                .set_requires_grad(true);
+            let teacher = Tensor::from_slice(&b).view([1, 4]).to_kind(Kind::Float);
+            let terms = loss(&logits, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
+            let kl = terms.kl.as_ref().unwrap();
+            let q: Vec<f32> = softmax(&a.map(|x| x / 4.0)).iter().map(|&p| p as f32).collect();
+            let q: Vec<f64> = reverse_sigmoid(&q, 0.2, 0.4).iter().map(|&p| p as f64).collect();
+            let t = softmax(&b.map(|x| x / 4.0));
+            let (p, q) = match direction {
+                KlDirection::QuantToTeacher => (&q, &t),
+                KlDirection::TeacherToQuant => (&t, &q),
+            };
+            let expected: f64 = p.iter().zip(q).map(|(p, q)| p * (p.ln() - q.ln())).sum();
+            assert!((kl.double_value(&[]) - expected).abs() < 1e-6, "{direction:?}");
+            let undefended = match direction {
+                KlDirection::QuantToTeacher => kl_divergence(&logits, &teacher, 4.0),
+                KlDirection::TeacherToQuant => kl_divergence(&teacher, &logits, 4.0),
+            };
+            assert!((kl.double_value(&[]) - undefended.double_value(&[])).abs() > 1e-4);
+            kl.backward();
+            let grad: Vec<f64> = Vec::try_from(logits.grad().to_kind(Kind::Double).view([-1])).unwrap();
+            assert!(
+                grad.iter().all(|g| g.is_finite() && g.abs() > 1e-8),
+                "{direction:?}: {grad:?}"
+            );
+        }
+    }
+
+    /// Without a defense the loss is exactly the pre-existing CE - w*T^2*KL of logits.
+    #[test]
+    fn loss_without_div_defense_is_unchanged() {
+        let logits = Tensor::from_slice(&[0.3f32, 1.7, -0.4, 0.9, -1.1, 2.0]).view([2, 3]);
+        let teacher = Tensor::from_slice(&[0.0f32, 0.5, 0.2, 1.0, -0.3, 0.1]).view([2, 3]);
+        let labels = Tensor::from_slice(&[1i64, 2]);
+        for direction in [KlDirection::QuantToTeacher, KlDirection::TeacherToQuant] {
+            let d = Divergence {
+                defense: None,
+                ..defended(direction)
+            };
+            let terms = loss(&logits, &labels, Some((&teacher, &d)));
+            let kl = match direction {
+                KlDirection::QuantToTeacher => kl_divergence(&logits, &teacher, 4.0),
+                KlDirection::TeacherToQuant => kl_divergence(&teacher, &logits, 4.0),
+            };
+            let total = cross_entropy(&logits, &labels) - &kl * (0.04 * 16.0);
+            assert_eq!(terms.kl.unwrap().double_value(&[]), kl.double_value(&[]));
+            assert_eq!(terms.total.double_value(&[]), total.double_value(&[]));
+        }
+    }
+
+    #[test]
+    fn div_defense_uses_the_defense_syntax() {
+        let d: DivDefense = " reverse-sigmoid: gamma=0.4, beta=0.2".parse().unwrap();
+        assert_eq!(d, DivDefense::ReverseSigmoid { beta: 0.2, gamma: 0.4 });
+        assert_eq!(d.to_string(), "reverse-sigmoid:beta=0.2,gamma=0.4");
+        assert!("gaussian:sigma=0.1"
+            .parse::<DivDefense>()
+            .unwrap_err()
+            .contains("only reverse-sigmoid"));
+        assert!("reverse-sigmoid:beta=0.2".parse::<DivDefense>().is_err());
     }
 }
