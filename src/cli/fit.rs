@@ -228,14 +228,14 @@ fn print_table(report: &FitReport) {
         report.model.display()
     );
     println!(
-        "{:>6} {:>12} {:>10} {:>8} {:>6} {:>10}  status",
+        "{:>10} {:>12} {:>10} {:>8} {:>6} {:>10}  status",
         "array", "cycles/img", "images/s", "LUT", "DSP", "fmax MHz"
     );
     for c in &report.candidates {
         let s = c.synth.as_ref();
         let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
         println!(
-            "{:>6} {:>12} {:>10.2} {:>8} {:>6} {:>10}  {}",
+            "{:>10} {:>12} {:>10.2} {:>8} {:>6} {:>10}  {}",
             label(&c.hw),
             c.cycles_per_image,
             c.predicted_images_per_second,
@@ -247,9 +247,8 @@ fn print_table(report: &FitReport) {
     }
     match report.best {
         Some(i) => println!(
-            "best: {}x{} at {:.2} images/s",
-            report.candidates[i].hw.rows,
-            report.candidates[i].hw.cols,
+            "best: {} at {:.2} images/s",
+            label(&report.candidates[i].hw),
             report.images_per_second.unwrap_or(0.0)
         ),
         None => println!("no candidate fits and meets timing"),
