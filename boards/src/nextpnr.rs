@@ -144,7 +144,7 @@ pub fn place_and_route(
         let overfull = ["no BELs remaining", "Unable to place cell", "Failed to expand region"]
             .iter()
             .any(|message| log.contains(message));
-        if !(overfull && !cells.is_empty()) {
+        if !overfull || cells.is_empty() {
             return Err(SynthError::ToolFailed {
                 tool: nextpnr.display().to_string(),
                 status: output.status.to_string(),
@@ -224,7 +224,7 @@ fn fmax_mhz(log: &str) -> Option<f64> {
         .filter_map(|line| {
             let (_, rest) = line.split_once("Max frequency for clock")?;
             let (name, rest) = rest.trim().split_once("':")?;
-            let mhz = rest.trim().split_whitespace().next()?.parse().ok()?;
+            let mhz = rest.split_whitespace().next()?.parse().ok()?;
             Some((name, mhz))
         })
         .collect();
