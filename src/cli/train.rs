@@ -8,7 +8,7 @@ use compiler::zoo::Arch;
 use datasets::{DataLocations, DatasetId};
 use trainer::batches::Augment;
 use trainer::config::{TrainConfig, TrainMode};
-use trainer::loss::{DivDefense, KlDirection};
+use trainer::loss::{DivDefense, DivDefenseAt, KlDirection};
 use trainer::optim::{OptimizerKind, Schedule};
 use trainer::train::{run as run_training, RunOptions, TrainSummary};
 
@@ -105,6 +105,10 @@ pub struct TrainArgs {
     /// CLI's --defense syntax (only reverse-sigmoid:beta=B,gamma=G).
     #[arg(long, value_name = "SPEC")]
     pub div_defense: Option<DivDefense>,
+    /// Where --div-defense acts: tempered (default; on softmax(z/T)) or device (on
+    /// softmax(z), the served answer, then brought to T for the KL).
+    #[arg(long, value_enum, value_name = "AT")]
+    pub div_defense_at: Option<DivDefenseAt>,
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -152,6 +156,9 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         temperature => temperature, kl_direction => kl_direction);
     if args.div_defense.is_some() {
         config.div_defense = args.div_defense;
+    }
+    if let Some(at) = args.div_defense_at {
+        config.div_defense_at = at;
     }
     if args.data_dir.is_some() {
         config.data_dir = args.data_dir.clone();

@@ -73,6 +73,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
         temperature: 4.0,
         direction: KlDirection::QuantToTeacher,
         defense: None,
+        defense_at: Default::default(),
     };
     let mut q_step = |divqat: bool| {
         let logits = quant.forward(&pixels, mode);

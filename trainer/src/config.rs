@@ -9,7 +9,7 @@ use datasets::DatasetId;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::Augment;
-use crate::loss::{DivDefense, Divergence, KlDirection};
+use crate::loss::{DivDefense, DivDefenseAt, Divergence, KlDirection};
 use crate::optim::{OptimizerKind, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -70,6 +70,9 @@ pub struct TrainConfig {
     /// (`reverse-sigmoid:beta=B,gamma=G`); absent: on the plain output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub div_defense: Option<DivDefense>,
+    /// Where `div_defense` acts: `tempered` (default, not written) or `device`.
+    #[serde(default, skip_serializing_if = "DivDefenseAt::is_default")]
+    pub div_defense_at: DivDefenseAt,
 }
 
 impl TrainConfig {
@@ -100,6 +103,7 @@ impl TrainConfig {
             temperature: 4.0,
             kl_direction: KlDirection::QuantToTeacher,
             div_defense: None,
+            div_defense_at: DivDefenseAt::Tempered,
         }
     }
 
@@ -117,13 +121,14 @@ impl TrainConfig {
             temperature: self.temperature,
             direction: self.kl_direction,
             defense: self.div_defense,
+            defense_at: self.div_defense_at,
         })
     }
 
     /// Refuse impossible settings, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
-        let checks: [(bool, &str, String); 10] = [
+        let checks: [(bool, &str, String); 11] = [
             (
                 bits.contains(&self.weight_bits),
                 "weight_bits",
@@ -165,6 +170,11 @@ impl TrainConfig {
                 self.div_defense.is_none() || self.mode == TrainMode::Divqat,
                 "div_defense",
                 "only divqat has a divergence to defend".into(),
+            ),
+            (
+                self.div_defense_at.is_default() || self.div_defense.is_some(),
+                "div_defense_at",
+                "needs div_defense".into(),
             ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
@@ -211,11 +221,26 @@ mod tests {
             ..TrainConfig::defaults(TrainMode::Divqat, DatasetId::FashionMnist)
         };
         assert!(!plain.to_toml().contains("div_defense"));
+        let device = TrainConfig {
+            div_defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
+            div_defense_at: DivDefenseAt::Device,
+            ..plain.clone()
+        };
+        assert!(device.to_toml().contains("div_defense_at = \"device\""));
+        assert_eq!(toml::from_str::<TrainConfig>(&device.to_toml()).unwrap(), device);
+        assert!(TrainConfig {
+            div_defense: None,
+            ..device
+        }
+        .validate()
+        .unwrap_err()
+        .contains("'div_defense_at'"));
         let defended = TrainConfig {
             div_defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
             ..plain.clone()
         };
         let text = defended.to_toml();
+        assert!(!text.contains("div_defense_at"), "{text}");
         assert!(
             text.contains("div_defense = \"reverse-sigmoid:beta=0.2,gamma=0.4\""),
             "{text}"

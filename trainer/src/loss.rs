@@ -100,6 +100,30 @@ pub fn reverse_sigmoid_tensor(v: &Tensor, beta: f64, gamma: f64) -> Tensor {
     (floored / sum).to_kind(v.kind())
 }
 
+/// Where the `--div-defense` reverse sigmoid acts (`--div-defense-at`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DivDefenseAt {
+    /// On the tempered probabilities softmax(q/T), then the KL (docs/results.md §6).
+    #[default]
+    Tempered,
+    /// On softmax(q) at T = 1, the answer the device serves; the defended answer is
+    /// then brought to temperature T for the KL.
+    Device,
+}
+
+impl DivDefenseAt {
+    pub fn is_default(&self) -> bool {
+        *self == DivDefenseAt::default()
+    }
+}
+
+/// Probability rows `y` brought to temperature `t`: `softmax(log(y) / t)`, i.e.
+/// `y^(1/t)` renormalised. For `y = softmax(z)` this is exactly `softmax(z / t)`.
+pub fn temper_probabilities(y: &Tensor, t: f64) -> Tensor {
+    (y.log() / t).softmax(-1, Kind::Float)
+}
+
 /// Mean over the batch of `KL(p || q)` for probability rows `p` and `q`.
 fn kl_of_probabilities(p: &Tensor, q: &Tensor) -> Tensor {
     (p * (p.log() - q.log()))
@@ -107,13 +131,29 @@ fn kl_of_probabilities(p: &Tensor, q: &Tensor) -> Tensor {
         .mean(Kind::Float)
 }
 
-/// The divergence with the quantized model's tempered probabilities defended:
-/// `KL(RS(softmax(q/T)) || softmax(t/T))` (or the reverse direction). The defense is
-/// applied to the tempered probabilities because that is what the KL compares; the
+/// The quantized model's defended probabilities as the KL compares them.
+/// `Tempered`: `RS(softmax(q/T))`, the defense on the tempered probabilities (§6's form).
+/// `Device`: `temper(RS(softmax(q)), T)`. The device defends its T = 1 answer, so this
+/// form trains against exactly what the attacker receives (y' = RS(softmax(q))) and only
+/// then softens it to T like the teacher side, keeping the KL's scale comparable.
+fn defended_quant(logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
+    let DivDefense::ReverseSigmoid { beta, gamma } = defense;
+    match d.defense_at {
+        DivDefenseAt::Tempered => {
+            reverse_sigmoid_tensor(&(logits / d.temperature).softmax(-1, Kind::Float), beta, gamma)
+        }
+        DivDefenseAt::Device => {
+            let answer = reverse_sigmoid_tensor(&logits.softmax(-1, Kind::Float), beta, gamma);
+            temper_probabilities(&answer, d.temperature)
+        }
+    }
+}
+
+/// The divergence with the quantized model's probabilities defended (see
+/// [`defended_quant`]) against the teacher's `softmax(t/T)`, in `d.direction`; the
 /// teacher side is left undefended (it stands for what the attacker tries to recover).
 fn defended_kl(logits: &Tensor, teacher_logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
-    let DivDefense::ReverseSigmoid { beta, gamma } = defense;
-    let quant = reverse_sigmoid_tensor(&(logits / d.temperature).softmax(-1, Kind::Float), beta, gamma);
+    let quant = defended_quant(logits, d, defense);
     let teacher = (teacher_logits / d.temperature).softmax(-1, Kind::Float);
     match d.direction {
         KlDirection::QuantToTeacher => kl_of_probabilities(&quant, &teacher),
@@ -129,6 +169,8 @@ pub struct Divergence {
     pub direction: KlDirection,
     /// Measure the divergence on the defended quantized output (None: undefended).
     pub defense: Option<DivDefense>,
+    /// Where that defense acts (ignored without one).
+    pub defense_at: DivDefenseAt,
 }
 
 /// The terms of one batch's loss.
@@ -203,6 +245,7 @@ mod tests {
             temperature: t,
             direction: KlDirection::QuantToTeacher,
             defense: None,
+            defense_at: DivDefenseAt::Tempered,
         };
         let terms = loss(&logits, &labels, Some((&teacher, &d)));
         let kl = terms.kl.as_ref().unwrap().double_value(&[]);
@@ -291,6 +334,7 @@ mod tests {
             temperature: 4.0,
             direction,
             defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
+            defense_at: DivDefenseAt::Tempered,
         }
     }
 
@@ -351,6 +395,60 @@ mod tests {
             assert_eq!(terms.kl.unwrap().double_value(&[]), kl.double_value(&[]));
             assert_eq!(terms.total.double_value(&[]), total.double_value(&[]));
         }
+    }
+
+    /// The device form: y' = `defense::reverse_sigmoid(softmax(a))` (T = 1, the served
+    /// answer), tempered by hand to y'^(1/T) / sum, against softmax(b/T); it differs from
+    /// the tempered form, and its gradient reaches every logit.
+    #[test]
+    fn device_defended_divergence_matches_reference_and_has_gradient() {
+        let (a, b) = ([0.3f64, 4.7, -2.4, 1.0], [0.0f64, 5.5, -1.2, 0.2]);
+        for direction in [KlDirection::QuantToTeacher, KlDirection::TeacherToQuant] {
+            let d = Divergence {
+                defense_at: DivDefenseAt::Device,
+                ..defended(direction)
+            };
+            let logits = Tensor::from_slice(&a)
+                .view([1, 4])
+                .to_kind(Kind::Float)
+                .set_requires_grad(true);
+            let teacher = Tensor::from_slice(&b).view([1, 4]).to_kind(Kind::Float);
+            let terms = loss(&logits, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
+            let kl = terms.kl.as_ref().unwrap();
+            let y: Vec<f32> = softmax(&a).iter().map(|&p| p as f32).collect();
+            let answer: Vec<f64> = reverse_sigmoid(&y, 0.2, 0.4).iter().map(|&p| p as f64).collect();
+            let powered: Vec<f64> = answer.iter().map(|p| p.powf(1.0 / 4.0)).collect();
+            let z: f64 = powered.iter().sum();
+            let q: Vec<f64> = powered.iter().map(|p| p / z).collect();
+            let t = softmax(&b.map(|x| x / 4.0));
+            let (p, q) = match direction {
+                KlDirection::QuantToTeacher => (&q, &t),
+                KlDirection::TeacherToQuant => (&t, &q),
+            };
+            let expected: f64 = p.iter().zip(q).map(|(p, q)| p * (p.ln() - q.ln())).sum();
+            assert!((kl.double_value(&[]) - expected).abs() < 1e-6, "{direction:?}");
+            let tempered = loss(
+                &logits,
+                &Tensor::from_slice(&[1i64]),
+                Some((&teacher, &defended(direction))),
+            );
+            assert!((kl.double_value(&[]) - tempered.kl.unwrap().double_value(&[])).abs() > 1e-4);
+            kl.backward();
+            let grad: Vec<f64> = Vec::try_from(logits.grad().to_kind(Kind::Double).view([-1])).unwrap();
+            assert!(
+                grad.iter().all(|g| g.is_finite() && g.abs() > 1e-8),
+                "{direction:?}: {grad:?}"
+            );
+        }
+    }
+
+    /// Tempering softmax probabilities is softmax of the tempered logits.
+    #[test]
+    fn temper_probabilities_of_a_softmax_is_the_tempered_softmax() {
+        let z = Tensor::from_slice(&[0.3f32, 4.7, -2.4, 1.0, 9.0, -8.0]).view([2, 3]);
+        let got = temper_probabilities(&z.softmax(-1, Kind::Float), 4.0);
+        let want = (&z / 4.0).softmax(-1, Kind::Float);
+        assert!((got - want).abs().max().double_value(&[]) < 1e-6);
     }
 
     #[test]
