@@ -121,7 +121,11 @@ pub(crate) fn run(
         }
         let labels: Vec<usize> =
             answer_labels(&chosen.iter().map(|&i| transfer.targets[i].clone()).collect::<Vec<_>>());
-        let sign = if (rounds / j.tau.max(1)).is_multiple_of(2) { 1 } else { -1 };
+        let sign = if (rounds / j.tau.max(1)).is_multiple_of(2) {
+            1
+        } else {
+            -1
+        };
         let step = sign * (255.0 * j.lambda).round() as i32;
         let new_images = augment(&images, &surrogate.jacobian_sign(&images, &labels), step);
         phase(bar, &format!("JBDA round {}: querying", rounds + 1), chosen.len());
