@@ -338,6 +338,34 @@ mod tests {
         }
     }
 
+    /// `v` as a one-row float tensor that records gradients.
+    fn logit_row(v: &[f64]) -> Tensor {
+        Tensor::from_slice(v)
+            .view([1, v.len() as i64])
+            .to_kind(Kind::Float)
+            .set_requires_grad(true)
+    }
+
+    /// KL between the defended quantized probabilities and the teacher's, by hand, in
+    /// `direction`.
+    fn kl_by_hand(quant: &[f64], teacher: &[f64], direction: KlDirection) -> f64 {
+        let (p, q) = match direction {
+            KlDirection::QuantToTeacher => (quant, teacher),
+            KlDirection::TeacherToQuant => (teacher, quant),
+        };
+        p.iter().zip(q).map(|(p, q)| p * (p.ln() - q.ln())).sum()
+    }
+
+    /// Back-propagates `kl` and checks that every logit gets a finite, nonzero gradient.
+    fn assert_gradient_reaches_every_logit(kl: &Tensor, logits: &Tensor, direction: KlDirection) {
+        kl.backward();
+        let grad: Vec<f64> = Vec::try_from(logits.grad().to_kind(Kind::Double).view([-1])).unwrap();
+        assert!(
+            grad.iter().all(|g| g.is_finite() && g.abs() > 1e-8),
+            "{direction:?}: {grad:?}"
+        );
+    }
+
     /// The defended KL equals the KL computed by hand from `defense::reverse_sigmoid` of
     /// the tempered quantized probabilities, and its gradient reaches every logit.
     #[test]
@@ -345,33 +373,20 @@ mod tests {
         let (a, b) = ([0.3f64, 4.7, -2.4, 1.0], [0.0f64, 5.5, -1.2, 0.2]);
         for direction in [KlDirection::QuantToTeacher, KlDirection::TeacherToQuant] {
             let d = defended(direction);
-            let logits = Tensor::from_slice(&a)
-                .view([1, 4])
-                .to_kind(Kind::Float)
-                .set_requires_grad(true);
+            let logits = logit_row(&a);
             let teacher = Tensor::from_slice(&b).view([1, 4]).to_kind(Kind::Float);
             let terms = loss(&logits, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
             let kl = terms.kl.as_ref().unwrap();
             let q: Vec<f32> = softmax(&a.map(|x| x / 4.0)).iter().map(|&p| p as f32).collect();
             let q: Vec<f64> = reverse_sigmoid(&q, 0.2, 0.4).iter().map(|&p| p as f64).collect();
-            let t = softmax(&b.map(|x| x / 4.0));
-            let (p, q) = match direction {
-                KlDirection::QuantToTeacher => (&q, &t),
-                KlDirection::TeacherToQuant => (&t, &q),
-            };
-            let expected: f64 = p.iter().zip(q).map(|(p, q)| p * (p.ln() - q.ln())).sum();
+            let expected = kl_by_hand(&q, &softmax(&b.map(|x| x / 4.0)), direction);
             assert!((kl.double_value(&[]) - expected).abs() < 1e-6, "{direction:?}");
             let undefended = match direction {
                 KlDirection::QuantToTeacher => kl_divergence(&logits, &teacher, 4.0),
                 KlDirection::TeacherToQuant => kl_divergence(&teacher, &logits, 4.0),
             };
             assert!((kl.double_value(&[]) - undefended.double_value(&[])).abs() > 1e-4);
-            kl.backward();
-            let grad: Vec<f64> = Vec::try_from(logits.grad().to_kind(Kind::Double).view([-1])).unwrap();
-            assert!(
-                grad.iter().all(|g| g.is_finite() && g.abs() > 1e-8),
-                "{direction:?}: {grad:?}"
-            );
+            assert_gradient_reaches_every_logit(kl, &logits, direction);
         }
     }
 
@@ -408,10 +423,7 @@ mod tests {
                 defense_at: DivDefenseAt::Device,
                 ..defended(direction)
             };
-            let logits = Tensor::from_slice(&a)
-                .view([1, 4])
-                .to_kind(Kind::Float)
-                .set_requires_grad(true);
+            let logits = logit_row(&a);
             let teacher = Tensor::from_slice(&b).view([1, 4]).to_kind(Kind::Float);
             let terms = loss(&logits, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
             let kl = terms.kl.as_ref().unwrap();
@@ -420,12 +432,7 @@ mod tests {
             let powered: Vec<f64> = answer.iter().map(|p| p.powf(1.0 / 4.0)).collect();
             let z: f64 = powered.iter().sum();
             let q: Vec<f64> = powered.iter().map(|p| p / z).collect();
-            let t = softmax(&b.map(|x| x / 4.0));
-            let (p, q) = match direction {
-                KlDirection::QuantToTeacher => (&q, &t),
-                KlDirection::TeacherToQuant => (&t, &q),
-            };
-            let expected: f64 = p.iter().zip(q).map(|(p, q)| p * (p.ln() - q.ln())).sum();
+            let expected = kl_by_hand(&q, &softmax(&b.map(|x| x / 4.0)), direction);
             assert!((kl.double_value(&[]) - expected).abs() < 1e-6, "{direction:?}");
             let tempered = loss(
                 &logits,
@@ -433,12 +440,7 @@ mod tests {
                 Some((&teacher, &defended(direction))),
             );
             assert!((kl.double_value(&[]) - tempered.kl.unwrap().double_value(&[])).abs() > 1e-4);
-            kl.backward();
-            let grad: Vec<f64> = Vec::try_from(logits.grad().to_kind(Kind::Double).view([-1])).unwrap();
-            assert!(
-                grad.iter().all(|g| g.is_finite() && g.abs() > 1e-8),
-                "{direction:?}: {grad:?}"
-            );
+            assert_gradient_reaches_every_logit(kl, &logits, direction);
         }
     }
 
