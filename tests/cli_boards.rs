@@ -168,53 +168,29 @@ fn fit_finds_the_serial_1x1_for_the_icebreaker_with_its_fmax_and_bitstream() {
 #[test]
 fn bad_board_arguments_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let out = divqat()
-        .args(["synth", "--board", "icebraker", "--hw", "2x2", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("unknown board \"icebraker\"; valid boards: icebreaker, alchitry-cu, ulx3s, arty-a7-35"),
-        "{stderr}"
-    );
-    let out = divqat()
-        .args([
-            "synth",
-            "--board",
-            "icebreaker",
-            "--hw",
-            "2x2",
-            "--baud",
-            "5000000",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--baud 5000000: 12 MHz / 5000000 is 2.40 clocks per bit"),
-        "{stderr}"
-    );
-    let out = divqat()
-        .args([
-            "synth",
-            "--board",
-            "ulx3s",
-            "--hw",
-            "2x2",
-            "--target-mhz",
-            "50",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("board ulx3s: the target clock must be its 25 MHz oscillator"),
-        "{stderr}"
-    );
+    for (args, message) in [
+        (
+            &["--board", "icebraker"][..],
+            "unknown board \"icebraker\"; valid boards: icebreaker, alchitry-cu, ulx3s, arty-a7-35",
+        ),
+        (
+            &["--board", "icebreaker", "--baud", "5000000"][..],
+            "--baud 5000000: 12 MHz / 5000000 is 2.40 clocks per bit",
+        ),
+        (
+            &["--board", "ulx3s", "--target-mhz", "50"][..],
+            "board ulx3s: the target clock must be its 25 MHz oscillator",
+        ),
+    ] {
+        let out = divqat()
+            .arg("synth")
+            .args(args)
+            .args(["--hw", "2x2", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
 }

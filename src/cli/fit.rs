@@ -114,6 +114,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     for (shape, serial) in args.shapes.iter().flat_map(|s| [(s, false), (s, true)]) {
         let (rows, cols) = parse_shape(shape)?;
         let Some(hw) = smallest_config(&model, rows, cols, target_mhz, serial) else {
+            // The controller does not change what compiles: say it once per shape.
             if serial {
                 eprintln!("{shape}: the model does not compile for this shape; skipped");
             }
