@@ -8,7 +8,7 @@ use compiler::zoo::Arch;
 use datasets::{DataLocations, DatasetId};
 use trainer::batches::Augment;
 use trainer::config::{TrainConfig, TrainMode};
-use trainer::loss::{DivDefense, DivDefenseAt, KlDirection};
+use trainer::loss::{DivDefense, DivDefenseAt, DivDefenseOn, KlDirection};
 use trainer::optim::{OptimizerKind, Schedule};
 use trainer::train::{run as run_training, RunOptions, TrainSummary};
 
@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// softmax(z), the served answer, then brought to T for the KL).
     #[arg(long, value_enum, value_name = "AT")]
     pub div_defense_at: Option<DivDefenseAt>,
+    /// Which side of the KL --div-defense acts on: quant (default) or both (the
+    /// teacher's probabilities pass through the same defense, so the term compares what
+    /// the attacker would receive from this model and from the teacher).
+    #[arg(long, value_enum, value_name = "SIDE")]
+    pub div_defense_on: Option<DivDefenseOn>,
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -159,6 +164,9 @@ fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     if let Some(at) = args.div_defense_at {
         config.div_defense_at = at;
+    }
+    if let Some(on) = args.div_defense_on {
+        config.div_defense_on = on;
     }
     if args.data_dir.is_some() {
         config.data_dir = args.data_dir.clone();

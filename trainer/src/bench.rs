@@ -74,6 +74,7 @@ pub fn bench_steps(arch: Arch, input: [usize; 3], classes: usize, batch: usize, 
         direction: KlDirection::QuantToTeacher,
         defense: None,
         defense_at: Default::default(),
+        defense_on: Default::default(),
     };
     let mut q_step = |divqat: bool| {
         let logits = quant.forward(&pixels, mode);

@@ -9,7 +9,7 @@ use datasets::DatasetId;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::Augment;
-use crate::loss::{DivDefense, DivDefenseAt, Divergence, KlDirection};
+use crate::loss::{DivDefense, DivDefenseAt, DivDefenseOn, Divergence, KlDirection};
 use crate::optim::{OptimizerKind, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -73,6 +73,10 @@ pub struct TrainConfig {
     /// Where `div_defense` acts: `tempered` (default, not written) or `device`.
     #[serde(default, skip_serializing_if = "DivDefenseAt::is_default")]
     pub div_defense_at: DivDefenseAt,
+    /// Which side of the KL `div_defense` acts on: `quant` (default, not written) or
+    /// `both` (the teacher's probabilities too).
+    #[serde(default, skip_serializing_if = "DivDefenseOn::is_default")]
+    pub div_defense_on: DivDefenseOn,
 }
 
 impl TrainConfig {
@@ -104,6 +108,7 @@ impl TrainConfig {
             kl_direction: KlDirection::QuantToTeacher,
             div_defense: None,
             div_defense_at: DivDefenseAt::Tempered,
+            div_defense_on: DivDefenseOn::Quant,
         }
     }
 
@@ -122,13 +127,14 @@ impl TrainConfig {
             direction: self.kl_direction,
             defense: self.div_defense,
             defense_at: self.div_defense_at,
+            defense_on: self.div_defense_on,
         })
     }
 
     /// Refuse impossible settings, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         let bits = MIN_BITS..=MAX_MAC_OPERAND_BITS;
-        let checks: [(bool, &str, String); 11] = [
+        let checks: [(bool, &str, String); 12] = [
             (
                 bits.contains(&self.weight_bits),
                 "weight_bits",
@@ -174,6 +180,11 @@ impl TrainConfig {
             (
                 self.div_defense_at.is_default() || self.div_defense.is_some(),
                 "div_defense_at",
+                "needs div_defense".into(),
+            ),
+            (
+                self.div_defense_on.is_default() || self.div_defense.is_some(),
+                "div_defense_on",
                 "needs div_defense".into(),
             ),
         ];
@@ -227,6 +238,16 @@ mod tests {
             ..plain.clone()
         };
         assert!(device.to_toml().contains("div_defense_at = \"device\""));
+        let both = TrainConfig {
+            div_defense_on: DivDefenseOn::Both,
+            ..device.clone()
+        };
+        assert!(both.to_toml().contains("div_defense_on = \"both\""));
+        assert_eq!(toml::from_str::<TrainConfig>(&both.to_toml()).unwrap(), both);
+        assert!(TrainConfig { div_defense: None, div_defense_at: DivDefenseAt::Tempered, ..both }
+            .validate()
+            .unwrap_err()
+            .contains("'div_defense_on'"));
         assert_eq!(toml::from_str::<TrainConfig>(&device.to_toml()).unwrap(), device);
         assert!(TrainConfig {
             div_defense: None,

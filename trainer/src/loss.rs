@@ -118,6 +118,24 @@ impl DivDefenseAt {
     }
 }
 
+/// Which side of the KL passes through the `--div-defense` (`--div-defense-on`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DivDefenseOn {
+    /// Only the quantized model's probabilities; the teacher's stay plain (§6, §7).
+    #[default]
+    Quant,
+    /// Both: the divergence is between what the attacker receives from the DivQAT
+    /// device and what it would receive from the teacher behind the same defense.
+    Both,
+}
+
+impl DivDefenseOn {
+    pub fn is_default(&self) -> bool {
+        *self == DivDefenseOn::default()
+    }
+}
+
 /// Probability rows `y` brought to temperature `t`: `softmax(log(y) / t)`, i.e.
 /// `y^(1/t)` renormalised. For `y = softmax(z)` this is exactly `softmax(z / t)`.
 pub fn temper_probabilities(y: &Tensor, t: f64) -> Tensor {
@@ -131,12 +149,12 @@ fn kl_of_probabilities(p: &Tensor, q: &Tensor) -> Tensor {
         .mean(Kind::Float)
 }
 
-/// The quantized model's defended probabilities as the KL compares them.
+/// A model's defended probabilities as the KL compares them.
 /// `Tempered`: `RS(softmax(q/T))`, the defense on the tempered probabilities (§6's form).
 /// `Device`: `temper(RS(softmax(q)), T)`. The device defends its T = 1 answer, so this
 /// form trains against exactly what the attacker receives (y' = RS(softmax(q))) and only
 /// then softens it to T like the teacher side, keeping the KL's scale comparable.
-fn defended_quant(logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
+fn defended_probabilities(logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
     let DivDefense::ReverseSigmoid { beta, gamma } = defense;
     match d.defense_at {
         DivDefenseAt::Tempered => {
@@ -150,11 +168,15 @@ fn defended_quant(logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tenso
 }
 
 /// The divergence with the quantized model's probabilities defended (see
-/// [`defended_quant`]) against the teacher's `softmax(t/T)`, in `d.direction`; the
-/// teacher side is left undefended (it stands for what the attacker tries to recover).
+/// [`defended_probabilities`]) against the teacher's, in `d.direction`. The teacher's
+/// are `softmax(t/T)` (they stand for what the attacker tries to recover) unless
+/// `d.defense_on` is `Both`, where they pass through the same defense.
 fn defended_kl(logits: &Tensor, teacher_logits: &Tensor, d: &Divergence, defense: DivDefense) -> Tensor {
-    let quant = defended_quant(logits, d, defense);
-    let teacher = (teacher_logits / d.temperature).softmax(-1, Kind::Float);
+    let quant = defended_probabilities(logits, d, defense);
+    let teacher = match d.defense_on {
+        DivDefenseOn::Quant => (teacher_logits / d.temperature).softmax(-1, Kind::Float),
+        DivDefenseOn::Both => defended_probabilities(teacher_logits, d, defense),
+    };
     match d.direction {
         KlDirection::QuantToTeacher => kl_of_probabilities(&quant, &teacher),
         KlDirection::TeacherToQuant => kl_of_probabilities(&teacher, &quant),
@@ -171,6 +193,8 @@ pub struct Divergence {
     pub defense: Option<DivDefense>,
     /// Where that defense acts (ignored without one).
     pub defense_at: DivDefenseAt,
+    /// Which side of the KL it acts on (ignored without one).
+    pub defense_on: DivDefenseOn,
 }
 
 /// The terms of one batch's loss.
@@ -246,6 +270,7 @@ mod tests {
             direction: KlDirection::QuantToTeacher,
             defense: None,
             defense_at: DivDefenseAt::Tempered,
+            defense_on: DivDefenseOn::Quant,
         };
         let terms = loss(&logits, &labels, Some((&teacher, &d)));
         let kl = terms.kl.as_ref().unwrap().double_value(&[]);
@@ -335,6 +360,7 @@ mod tests {
             direction,
             defense: Some("reverse-sigmoid:beta=0.2,gamma=0.4".parse().unwrap()),
             defense_at: DivDefenseAt::Tempered,
+            defense_on: DivDefenseOn::Quant,
         }
     }
 
@@ -440,6 +466,33 @@ mod tests {
                 Some((&teacher, &defended(direction))),
             );
             assert!((kl.double_value(&[]) - tempered.kl.unwrap().double_value(&[])).abs() > 1e-4);
+            assert_gradient_reaches_every_logit(kl, &logits, direction);
+        }
+    }
+
+    /// Defense on both sides: the KL between `defense::reverse_sigmoid` of both tempered
+    /// rows, by hand; zero when the model answers as the teacher does, and the gradient
+    /// reaches every logit otherwise.
+    #[test]
+    fn both_sides_defended_divergence_matches_reference() {
+        let (a, b) = ([0.3f64, 4.7, -2.4, 1.0], [0.0f64, 5.5, -1.2, 0.2]);
+        let defended_row = |v: &[f64; 4]| -> Vec<f64> {
+            let p: Vec<f32> = softmax(&v.map(|x| x / 4.0)).iter().map(|&p| p as f32).collect();
+            reverse_sigmoid(&p, 0.2, 0.4).iter().map(|&p| p as f64).collect()
+        };
+        for direction in [KlDirection::QuantToTeacher, KlDirection::TeacherToQuant] {
+            let d = Divergence {
+                defense_on: DivDefenseOn::Both,
+                ..defended(direction)
+            };
+            let teacher = Tensor::from_slice(&b).view([1, 4]).to_kind(Kind::Float);
+            let same = loss(&teacher, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
+            assert!(same.kl.unwrap().double_value(&[]).abs() < 1e-7, "{direction:?}");
+            let logits = logit_row(&a);
+            let terms = loss(&logits, &Tensor::from_slice(&[1i64]), Some((&teacher, &d)));
+            let kl = terms.kl.as_ref().unwrap();
+            let expected = kl_by_hand(&defended_row(&a), &defended_row(&b), direction);
+            assert!((kl.double_value(&[]) - expected).abs() < 1e-6, "{direction:?}");
             assert_gradient_reaches_every_logit(kl, &logits, direction);
         }
     }
