@@ -119,4 +119,5 @@ fn experiment_reruns_nothing_when_done() {
     assert_eq!((second["ran"].as_u64(), second["skipped"].as_u64()), (Some(0), Some(2)));
     assert_eq!(std::fs::read_to_string(out_dir.join("results.csv")).unwrap(), csv);
     assert!(out_dir.join("tradeoff-knockoff.svg").is_file());
+    assert!(out_dir.join("fidelity-vs-l1-knockoff.svg").is_file());
 }

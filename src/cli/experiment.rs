@@ -20,7 +20,8 @@ Examples:
 The grid is victims x defenses x attacks x budgets x seeds. Each finished cell is
 appended to OUT/cells.jsonl; a rerun skips finished cells (an interrupted run
 continues). At the end OUT holds results.csv, results.json and per attack the plots
-fidelity-vs-budget-ATTACK.svg, accuracy-vs-budget-ATTACK.svg, tradeoff-ATTACK.svg.
+fidelity-vs-budget-ATTACK.svg, accuracy-vs-budget-ATTACK.svg, tradeoff-ATTACK.svg,
+fidelity-vs-l1-ATTACK.svg.
 The config format is in docs/attacks.md.";
 
 #[derive(Args)]

@@ -244,10 +244,14 @@ mod tests {
         };
         assert!(both.to_toml().contains("div_defense_on = \"both\""));
         assert_eq!(toml::from_str::<TrainConfig>(&both.to_toml()).unwrap(), both);
-        assert!(TrainConfig { div_defense: None, div_defense_at: DivDefenseAt::Tempered, ..both }
-            .validate()
-            .unwrap_err()
-            .contains("'div_defense_on'"));
+        assert!(TrainConfig {
+            div_defense: None,
+            div_defense_at: DivDefenseAt::Tempered,
+            ..both
+        }
+        .validate()
+        .unwrap_err()
+        .contains("'div_defense_on'"));
         assert_eq!(toml::from_str::<TrainConfig>(&device.to_toml()).unwrap(), device);
         assert!(TrainConfig {
             div_defense: None,

@@ -255,6 +255,7 @@ fn experiment_grid_is_resumable_and_writes_results_and_plots() {
         "fidelity-vs-budget-knockoff.svg",
         "accuracy-vs-budget-knockoff.svg",
         "tradeoff-knockoff.svg",
+        "fidelity-vs-l1-knockoff.svg",
     ] {
         let svg = std::fs::read_to_string(out.join(name)).unwrap();
         assert_well_formed_svg(&svg);

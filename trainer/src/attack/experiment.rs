@@ -566,14 +566,18 @@ pub fn budget_chart(results: &[AttackMetrics], attack: &str, metric: fn(&AttackM
     }
 }
 
-/// Defended accuracy vs fidelity for one attack at its largest budget: one point per
-/// defense setting (mean over seeds), one series per victim and defense kind, each
-/// starting from the victim's undefended point when the grid has one.
-pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
+/// (victim name, defense kind) -> defense setting -> its cells.
+type CurveGroups<'a> = BTreeMap<(String, String), BTreeMap<String, Vec<&'a AttackMetrics>>>;
+
+/// The cells of one attack at its largest budget, grouped as trade-off curves: one
+/// group per victim and defense kind (`reverse-sigmoid`, `gaussian`, ...), holding the
+/// cells of each defense setting; the victim's undefended cells join every kind's
+/// curve as its starting point when the grid has them. Returns the budget too.
+fn curve_groups<'a>(results: &'a [AttackMetrics], attack: &str) -> (usize, CurveGroups<'a>) {
     let names = victim_names(results);
     let of_attack: Vec<&AttackMetrics> = results.iter().filter(|m| m.attack == attack).collect();
     let budget = of_attack.iter().map(|m| m.budget).max().unwrap_or(0);
-    let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<&AttackMetrics>>> = BTreeMap::new();
+    let mut groups: CurveGroups = BTreeMap::new();
     for m in of_attack.into_iter().filter(|m| m.budget == budget) {
         let family = m.defense.split(':').next().unwrap_or("none").to_string();
         groups
@@ -583,7 +587,6 @@ pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
             .or_default()
             .push(m);
     }
-    // The undefended point anchors every defense's curve of the same victim.
     let victims: Vec<String> = groups.keys().map(|(v, _)| v.clone()).collect();
     for victim in victims {
         let Some(none) = groups.get(&(victim.clone(), "none".to_string())).cloned() else {
@@ -602,26 +605,26 @@ pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
             groups.get_mut(&key).expect("listed").extend(none.clone());
         }
     }
-    let series = groups
+    (budget, groups)
+}
+
+/// One series per curve group; `point` turns the cells of one defense setting into
+/// (x, y values over the seeds). Points are labelled with the setting's parameters and
+/// sorted by x.
+fn curve_series(groups: CurveGroups, point: impl Fn(&[&AttackMetrics]) -> (f64, Vec<f64>)) -> Vec<Series> {
+    groups
         .into_iter()
         .map(|((victim, family), settings)| {
             let mut points: Vec<Point> = settings
                 .into_iter()
                 .map(|(defense, ms)| {
-                    let fid: Vec<f64> = ms.iter().map(|m| 100.0 * m.fidelity).collect();
-                    let acc: Vec<f64> = ms.iter().map(|m| 100.0 * m.defended_accuracy).collect();
-                    let (y, lo, hi) = stats(&acc);
+                    let (x, ys) = point(&ms);
+                    let (y, lo, hi) = stats(&ys);
                     let label = match defense.split_once(':') {
                         Some((_, params)) => Some(params.to_string()),
                         None => (family != "none" && defense != family).then(|| defense.clone()),
                     };
-                    Point {
-                        x: stats(&fid).0,
-                        y,
-                        lo,
-                        hi,
-                        label,
-                    }
+                    Point { x, y, lo, hi, label }
                 })
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -630,11 +633,47 @@ pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
                 points,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `metric` of each cell, in percent.
+fn percent(ms: &[&AttackMetrics], metric: fn(&AttackMetrics) -> f64) -> Vec<f64> {
+    ms.iter().map(|m| 100.0 * metric(m)).collect()
+}
+
+/// Defended accuracy vs fidelity for one attack at its largest budget: one point per
+/// defense setting (mean over seeds), one series per victim and defense kind, each
+/// starting from the victim's undefended point when the grid has one.
+pub fn tradeoff_chart(results: &[AttackMetrics], attack: &str) -> Chart {
+    let (budget, groups) = curve_groups(results, attack);
+    let series = curve_series(groups, |ms| {
+        (
+            stats(&percent(ms, |m| m.fidelity)).0,
+            percent(ms, |m| m.defended_accuracy),
+        )
+    });
     Chart {
         title: format!("Defended accuracy vs fidelity ({attack}, {budget} queries)"),
         x_label: "fidelity of the surrogate (%)".into(),
         y_label: "defended victim accuracy (%)".into(),
+        series,
+    }
+}
+
+/// Fidelity vs the defense's mean L1 change of the answers, the other utility cost, for
+/// one attack at its largest budget: the curve to compare victims on when a defense
+/// keeps the argmax (reverse sigmoid), so that every setting has the same defended
+/// accuracy. One point per defense setting (mean over seeds, bars min-max).
+pub fn perturbation_chart(results: &[AttackMetrics], attack: &str) -> Chart {
+    let (budget, groups) = curve_groups(results, attack);
+    let series = curve_series(groups, |ms| {
+        let l1: Vec<f64> = ms.iter().map(|m| m.l1).collect();
+        (stats(&l1).0, percent(ms, |m| m.fidelity))
+    });
+    Chart {
+        title: format!("Fidelity vs answer perturbation ({attack}, {budget} queries; bars min-max)"),
+        x_label: "mean L1 change of the answers".into(),
+        y_label: "fidelity of the surrogate (%)".into(),
         series,
     }
 }
@@ -669,6 +708,11 @@ pub fn write_results(out: &Path, results: &[AttackMetrics]) -> Result<Vec<PathBu
         )?;
         let tradeoff = tradeoff_chart(results, attack);
         write(&format!("tradeoff-{attack}.svg"), tradeoff.to_svg().as_bytes())?;
+        let perturbation = perturbation_chart(results, attack);
+        write(
+            &format!("fidelity-vs-l1-{attack}.svg"),
+            perturbation.to_svg().as_bytes(),
+        )?;
     }
     Ok(files)
 }
@@ -676,6 +720,59 @@ pub fn write_results(out: &Path, results: &[AttackMetrics]) -> Result<Vec<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A finished cell with the metrics the curve charts read.
+    fn cell(victim: &str, defense: &str, seed: u64, fidelity: f64, l1: f64) -> AttackMetrics {
+        AttackMetrics {
+            victim_accuracy: 0.9,
+            defended_accuracy: 0.9,
+            surrogate_accuracy: fidelity - 0.01,
+            fidelity,
+            l1,
+            queries: 100,
+            oracle: "reference".into(),
+            defense: defense.into(),
+            attack: "knockoff".into(),
+            budget: 100,
+            seed,
+            victim: victim.into(),
+            query_set: "animal-mnist".into(),
+            surrogate: "small-cnn".into(),
+            epochs: 1,
+            labels_only: false,
+            cross_checked_queries: None,
+            test_images: 10,
+            seconds: 1.0,
+        }
+    }
+
+    /// Each victim's reverse-sigmoid curve starts at its undefended cells; the
+    /// perturbation chart puts mean L1 on x and the fidelity's mean and min-max on y,
+    /// the trade-off chart mean fidelity on x and defended accuracy on y.
+    #[test]
+    fn curve_charts_anchor_each_victim_at_its_undefended_point() {
+        let rs = "reverse-sigmoid:beta=0.2,gamma=0.4";
+        let results = vec![
+            cell("runs/qat", "none", 0, 0.70, 0.0),
+            cell("runs/qat", "none", 1, 0.74, 0.0),
+            cell("runs/qat", rs, 0, 0.60, 0.9),
+            cell("runs/qat", rs, 1, 0.64, 1.1),
+            cell("runs/divqat", "none", 0, 0.68, 0.0),
+            cell("runs/divqat", rs, 0, 0.66, 0.5),
+        ];
+        let chart = perturbation_chart(&results, "knockoff");
+        let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["divqat / reverse-sigmoid", "qat / reverse-sigmoid"]);
+        let qat = &chart.series[1].points;
+        assert_eq!(qat.len(), 2);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(qat[0].x, 0.0) && close(qat[0].y, 72.0) && close(qat[0].lo, 70.0) && close(qat[0].hi, 74.0));
+        assert!(close(qat[1].x, 1.0) && close(qat[1].y, 62.0));
+        assert_eq!(qat[1].label.as_deref(), Some("beta=0.2,gamma=0.4"));
+        let tradeoff = tradeoff_chart(&results, "knockoff");
+        let qat = &tradeoff.series[1].points;
+        assert!(close(qat[0].x, 62.0) && close(qat[0].y, 90.0) && close(qat[1].x, 72.0));
+    }
 
     #[test]
     fn paths_are_normalized_lexically() {
