@@ -21,7 +21,8 @@ The grid is victims x defenses x attacks x budgets x seeds. Each finished cell i
 appended to OUT/cells.jsonl; a rerun skips finished cells (an interrupted run
 continues). At the end OUT holds results.csv, results.json and per attack the plots
 fidelity-vs-budget-ATTACK.svg, accuracy-vs-budget-ATTACK.svg, tradeoff-ATTACK.svg,
-fidelity-vs-l1-ATTACK.svg.
+fidelity-vs-l1-ATTACK.svg, and with baseline = VICTIM in the grid comparison.csv
+(each other victim against it: seed-paired differences and the fidelity at equal L1).
 The config format is in docs/attacks.md.";
 
 #[derive(Args)]

@@ -217,7 +217,7 @@ fn experiment_grid_is_resumable_and_writes_results_and_plots() {
     let victim = synthetic_victim(dir.path());
     let config = ExperimentConfig {
         out: None,
-        victims: vec![victim],
+        victims: vec![victim.clone()],
         oracle: "reference".into(),
         hw: None,
         defenses: vec![ChainSpec::One("none".into())],
@@ -232,6 +232,7 @@ fn experiment_grid_is_resumable_and_writes_results_and_plots() {
         surrogate: surrogate(),
         adaptive: AdaptiveConfig::default(),
         jbda: JbdaConfig::default(),
+        baseline: Some(victim),
     };
     config.validate().unwrap();
     let out = dir.path().join("exp");
@@ -251,6 +252,10 @@ fn experiment_grid_is_resumable_and_writes_results_and_plots() {
     let json: Vec<AttackMetrics> =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 2);
+    // The only victim is the baseline: the comparison has its header and no rows.
+    let comparison = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
+    assert_eq!(comparison.lines().count(), 1, "{comparison}");
+    assert!(comparison.starts_with("victim,baseline,defense"));
     for name in [
         "fidelity-vs-budget-knockoff.svg",
         "accuracy-vs-budget-knockoff.svg",

@@ -45,6 +45,7 @@ pub fn grid(ctx: &Ctx) -> ExperimentConfig {
         surrogate: a.surrogate.clone(),
         adaptive: AdaptiveConfig::default(),
         jbda: JbdaConfig::default(),
+        baseline: None,
     }
 }
 

@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use super::compare;
 use super::defense::DefenseChain;
 use super::jbda::JbdaConfig;
 use super::knockoff::{run_attack, AdaptiveConfig, AttackConfig, AttackError, AttackKind, AttackOutcome};
@@ -265,6 +266,9 @@ pub struct ExperimentConfig {
     pub adaptive: AdaptiveConfig,
     #[serde(default)]
     pub jbda: JbdaConfig,
+    /// A victim of the grid to compare the others against (`comparison.csv`, see
+    /// [`super::compare`]); relative like `victims`.
+    pub baseline: Option<PathBuf>,
 }
 
 impl ExperimentConfig {
@@ -277,9 +281,9 @@ impl ExperimentConfig {
                 *v = normalize(&base.join(&v));
             }
         }
-        if let Some(out) = &config.out {
-            if out.is_relative() {
-                config.out = Some(normalize(&base.join(out)));
+        for path in [&mut config.out, &mut config.baseline].into_iter().flatten() {
+            if path.is_relative() {
+                *path = normalize(&base.join(&path));
             }
         }
         config.validate().map_err(|e| io_error(path, e))?;
@@ -308,6 +312,11 @@ impl ExperimentConfig {
         self.oracle
             .parse::<VictimKind>()
             .map_err(|e| format!("'oracle': {e}"))?;
+        if let Some(b) = &self.baseline {
+            if !self.victims.contains(b) {
+                return Err(format!("'baseline' {} is not one of the 'victims'", b.display()));
+            }
+        }
         Ok(())
     }
 
@@ -430,7 +439,8 @@ pub fn run_experiment(
         done.push(record);
         ran += 1;
     }
-    let files = write_results(out, &results)?;
+    let baseline = config.baseline.as_ref().map(|b| b.display().to_string());
+    let files = write_results(out, &results, baseline.as_deref())?;
     Ok(ExperimentSummary {
         cells: cells.len(),
         ran,
@@ -462,7 +472,7 @@ const CSV_COLUMNS: [&str; 18] = [
 ];
 
 /// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -519,7 +529,7 @@ fn victim_names(results: &[AttackMetrics]) -> BTreeMap<String, String> {
 }
 
 /// Mean, minimum and maximum.
-fn stats(values: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(values: &[f64]) -> (f64, f64, f64) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -678,8 +688,13 @@ pub fn perturbation_chart(results: &[AttackMetrics], attack: &str) -> Chart {
     }
 }
 
-/// Write results.csv, results.json and the plots; returns the files written.
-pub fn write_results(out: &Path, results: &[AttackMetrics]) -> Result<Vec<PathBuf>, AttackError> {
+/// Write results.csv, results.json, the plots and, with a baseline victim,
+/// comparison.csv; returns the files written.
+pub fn write_results(
+    out: &Path,
+    results: &[AttackMetrics],
+    baseline: Option<&str>,
+) -> Result<Vec<PathBuf>, AttackError> {
     let mut files = Vec::new();
     let mut write = |name: &str, bytes: &[u8]| -> Result<(), AttackError> {
         let path = out.join(name);
@@ -692,6 +707,13 @@ pub fn write_results(out: &Path, results: &[AttackMetrics]) -> Result<Vec<PathBu
         RESULTS_JSON,
         serde_json::to_string_pretty(results).expect("serializes").as_bytes(),
     )?;
+    if let Some(baseline) = baseline {
+        let comparisons = compare::compare_to_baseline(results, baseline);
+        write(
+            compare::COMPARISON_CSV,
+            compare::to_csv(&comparisons, baseline).as_bytes(),
+        )?;
+    }
     let mut attacks: Vec<String> = results.iter().map(|m| m.attack.clone()).collect();
     attacks.sort();
     attacks.dedup();
@@ -772,6 +794,25 @@ mod tests {
         let tradeoff = tradeoff_chart(&results, "knockoff");
         let qat = &tradeoff.series[1].points;
         assert!(close(qat[0].x, 62.0) && close(qat[0].y, 90.0) && close(qat[1].x, 72.0));
+    }
+
+    /// `baseline` is resolved like `victims` and must be one of them.
+    #[test]
+    fn baseline_must_be_a_victim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grid.toml");
+        let grid = |baseline: &str| {
+            format!(
+                "victims = [\"../runs/qat\", \"../runs/divqat\"]\ndefenses = [\"none\"]\n\
+                 budgets = [100]\nattacks = [\"knockoff\"]\nbaseline = \"{baseline}\"\n"
+            )
+        };
+        std::fs::write(&path, grid("../runs/qat")).unwrap();
+        let config = ExperimentConfig::load(&path).unwrap();
+        assert_eq!(config.baseline, Some(normalize(&dir.path().join("../runs/qat"))));
+        std::fs::write(&path, grid("../runs/fp")).unwrap();
+        let err = ExperimentConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("grid.toml") && err.contains("'baseline'"), "{err}");
     }
 
     #[test]

@@ -19,8 +19,10 @@
 //!   Jacobian-based dataset augmentation.
 //! - [`metrics`]: victim, defended and surrogate accuracy, fidelity, L1, queries.
 //! - [`experiment`]: one attack from its spec (`divqat attack`) and resumable grids
-//!   (`divqat experiment`) with CSV/JSON results and [`plot`]s (SVG).
+//!   (`divqat experiment`) with CSV/JSON results and [`plot`]s (SVG); [`compare`]: the
+//!   grid's victims against a baseline victim, per setting and at equal L1.
 
+pub mod compare;
 pub mod defense;
 pub mod experiment;
 pub mod jbda;
