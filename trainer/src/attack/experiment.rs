@@ -638,12 +638,45 @@ fn curve_series(groups: CurveGroups, point: impl Fn(&[&AttackMetrics]) -> (f64, 
                 })
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
-            Series {
-                name: format!("{victim} / {family}"),
-                points,
-            }
+            let shared = drop_shared_parameters(&mut points);
+            let name = match shared.is_empty() {
+                true => format!("{victim} / {family}"),
+                false => format!("{victim} / {family} ({shared})"),
+            };
+            Series { name, points }
         })
         .collect()
+}
+
+/// Removes from the points' labels the `key=value` parameters every parameter label
+/// has (gamma=0.4 on a reverse-sigmoid curve), so a label names only what varies;
+/// returns them, comma-joined, for the series name. The undefended anchor's "none" is
+/// not a parameter label; nothing is removed from a curve with a single one.
+fn drop_shared_parameters(points: &mut [Point]) -> String {
+    let labels: Vec<Vec<&str>> = points
+        .iter()
+        .filter_map(|p| p.label.as_deref())
+        .filter(|l| l.contains('='))
+        .map(|l| l.split(',').collect())
+        .collect();
+    if labels.len() < 2 {
+        return String::new();
+    }
+    let shared: Vec<String> = labels[0]
+        .iter()
+        .filter(|part| labels.iter().all(|l| l.contains(part)))
+        .map(|part| part.to_string())
+        .collect();
+    for point in points.iter_mut() {
+        if let Some(label) = &point.label {
+            let rest: Vec<&str> = label
+                .split(',')
+                .filter(|part| !shared.iter().any(|s| s == part))
+                .collect();
+            point.label = (!rest.is_empty()).then(|| rest.join(","));
+        }
+    }
+    shared.join(",")
 }
 
 /// `metric` of each cell, in percent.
@@ -794,6 +827,25 @@ mod tests {
         let tradeoff = tradeoff_chart(&results, "knockoff");
         let qat = &tradeoff.series[1].points;
         assert!(close(qat[0].x, 62.0) && close(qat[0].y, 90.0) && close(qat[1].x, 72.0));
+    }
+
+    /// Labels keep only the parameters that vary along the curve; the shared ones go to
+    /// the series name.
+    #[test]
+    fn curve_labels_name_only_what_varies() {
+        let results = vec![
+            cell("runs/qat", "none", 0, 0.70, 0.0),
+            cell("runs/qat", "reverse-sigmoid:beta=0.2,gamma=0.4", 0, 0.60, 0.9),
+            cell("runs/qat", "reverse-sigmoid:beta=0.7,gamma=0.4", 0, 0.50, 1.5),
+            cell("runs/divqat", "reverse-sigmoid:beta=0.2,gamma=0.4", 0, 0.66, 0.5),
+        ];
+        let chart = perturbation_chart(&results, "knockoff");
+        assert_eq!(chart.series[1].name, "qat / reverse-sigmoid (gamma=0.4)");
+        let labels: Vec<Option<&str>> = chart.series[1].points.iter().map(|p| p.label.as_deref()).collect();
+        assert_eq!(labels, [Some("none"), Some("beta=0.2"), Some("beta=0.7")]);
+        // A single labelled point keeps its whole label.
+        assert_eq!(chart.series[0].name, "divqat / reverse-sigmoid");
+        assert_eq!(chart.series[0].points[0].label.as_deref(), Some("beta=0.2,gamma=0.4"));
     }
 
     /// `baseline` is resolved like `victims` and must be one of them.
