@@ -172,21 +172,21 @@ fn search(
 ) -> anyhow::Result<Option<usize>> {
     let mut overflowed: Vec<HwConfig> = Vec::new();
     let mut best = None;
-    for i in 0..candidates.len() {
-        let hw = candidates[i].hw.clone();
+    for (i, candidate) in candidates.iter_mut().enumerate() {
+        let hw = candidate.hw.clone();
         let shape = label(&hw);
         if best.is_some() {
-            candidates[i].status = "not synthesized: a faster one fits".into();
+            candidate.status = "not synthesized: a faster one fits".into();
             continue;
         }
         if let Some(smaller) = overflowed.iter().find(|o| at_least_as_large(&hw, o)) {
-            candidates[i].status = format!("skipped: at least as large as {}, which does not fit", label(smaller));
+            candidate.status = format!("skipped: at least as large as {}, which does not fit", label(smaller));
             continue;
         }
         if !args.json {
             eprintln!(
                 "synthesizing {shape} ({:.1} images/s predicted) ...",
-                candidates[i].predicted_images_per_second
+                candidate.predicted_images_per_second
             );
         }
         let request = SynthRequest {
@@ -198,9 +198,9 @@ fn search(
         };
         let out = args.out.join(&shape);
         let (report, entry) = synthesize_board(&request, &cache_root(), &out)?;
-        let cycles = candidates[i].cycles_per_image;
-        let link = candidates[i].link;
-        candidates[i].status = match (report.fits, report.meets_timing()) {
+        let cycles = candidate.cycles_per_image;
+        let link = candidate.link;
+        candidate.status = match (report.fits, report.meets_timing()) {
             (false, _) => {
                 overflowed.push(hw.clone());
                 "does not fit".into()
@@ -211,7 +211,7 @@ fn search(
                 "chosen".into()
             }
         };
-        candidates[i].synth = Some(summarize(
+        candidate.synth = Some(summarize(
             &report,
             &out,
             Some((cycles, link)),

@@ -121,8 +121,13 @@ fn range_at(tokens: &[&str], at: usize) -> Option<(u64, usize)> {
     }
 }
 
+/// Declared signal widths by name.
+type Widths<'a> = std::collections::HashMap<&'a str, u64>;
+/// Declared memories: name, words, bits per word.
+type Memories<'a> = Vec<(&'a str, u64, u64)>;
+
 /// Declared widths (`reg`, `wire`, `input`, `output`) and memories of one module body.
-fn declarations<'a>(body: &[&'a str]) -> (std::collections::HashMap<&'a str, u64>, Vec<(&'a str, u64, u64)>) {
+fn declarations<'a>(body: &[&'a str]) -> (Widths<'a>, Memories<'a>) {
     let mut widths = std::collections::HashMap::new();
     let mut memories = Vec::new();
     let mut previous = ";";
