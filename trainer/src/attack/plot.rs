@@ -29,10 +29,16 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
+/// Width of a chart whose legend fits the default right margin.
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 480.0;
 const LEFT: f64 = 70.0;
+/// Least right margin (the legend's column); longer legend names widen the chart.
 const RIGHT: f64 = 250.0;
+/// Generous width of one legend character at font size 12, and the room before the
+/// legend's text (gap, line sample and marker) and after it.
+const LEGEND_CHAR: f64 = 7.0;
+const LEGEND_PAD: f64 = 56.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 /// Distinguishable colors (Okabe-Ito, then Tableau).
@@ -97,22 +103,24 @@ impl Chart {
         let (x0, x1) = range(points().map(|p| p.x));
         let (y0, y1) = range(points().flat_map(|p| [p.y, p.lo, p.hi]));
         let plot_w = WIDTH - LEFT - RIGHT;
+        let longest = self.series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+        let width = LEFT + plot_w + RIGHT.max(LEGEND_PAD + LEGEND_CHAR * longest as f64);
         let plot_h = HEIGHT - TOP - BOTTOM;
         let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * plot_w;
         let sy = |y: f64| TOP + plot_h - (y - y0) / (y1 - y0) * plot_h;
         let mut s = String::new();
         let _ = writeln!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(
             s,
-            r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
+            r#"<rect x="0" y="0" width="{width}" height="{HEIGHT}" fill="white"/>"#
         );
         let _ = writeln!(
             s,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-            (LEFT + WIDTH - RIGHT) / 2.0,
+            LEFT + plot_w / 2.0,
             escape(&self.title)
         );
         // Grid and ticks.
@@ -273,5 +281,39 @@ mod tests {
         for needle in ["a &lt; b", "queries", "fidelity (%)", "qat / none", "polyline", "k=1"] {
             assert!(svg.contains(needle), "{needle}");
         }
+        assert!(svg.contains(r#"width="760""#), "a short legend keeps the default width");
+    }
+
+    /// A long legend name widens the chart instead of running off its right edge.
+    #[test]
+    fn long_legend_names_widen_the_chart() {
+        let name = "both-w0.3-t4-b0.2 / reverse-sigmoid (gamma=0.4)";
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                name: name.into(),
+                points: vec![Point {
+                    x: 1.0,
+                    y: 1.0,
+                    lo: 1.0,
+                    hi: 1.0,
+                    label: None,
+                }],
+            }],
+        };
+        let svg = chart.to_svg();
+        let width: f64 = svg
+            .split("width=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let text_end = WIDTH - RIGHT + LEGEND_PAD + LEGEND_CHAR * name.len() as f64;
+        assert!(width >= text_end && width > WIDTH, "{width}");
     }
 }
