@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::experiment::{csv_field, stats};
+use super::experiment::{csv_field, defense_kind, stats};
 use super::metrics::AttackMetrics;
 
 pub const COMPARISON_CSV: &str = "comparison.csv";
@@ -50,10 +50,6 @@ fn mean_of(cells: &BySeed, metric: fn(&AttackMetrics) -> f64) -> f64 {
     stats(&values).0
 }
 
-fn family(defense: &str) -> &str {
-    defense.split(':').next().unwrap_or(defense)
-}
-
 /// The baseline's (mean L1, mean fidelity) points for one defense kind, attack and
 /// budget, undefended included, sorted by L1.
 fn baseline_curve(
@@ -66,7 +62,7 @@ fn baseline_curve(
     let mut points: Vec<(f64, f64)> = groups
         .iter()
         .filter(|((v, d, a, b), _)| {
-            *v == baseline && *a == attack && *b == budget && (family(d) == kind || *d == "none")
+            *v == baseline && *a == attack && *b == budget && (defense_kind(d) == kind || *d == "none")
         })
         .map(|(_, cells)| (mean_of(cells, |m| m.l1), mean_of(cells, |m| m.fidelity)))
         .collect();
@@ -103,6 +99,9 @@ pub fn compare_to_baseline(results: &[AttackMetrics], baseline: &str) -> Vec<Com
     }
     let mut out = Vec::new();
     for (&(victim, defense, attack, budget), cells) in &groups {
+        if victim == baseline {
+            continue;
+        }
         let Some(base) = groups.get(&(baseline, defense, attack, budget)) else {
             continue;
         };
@@ -110,7 +109,7 @@ pub fn compare_to_baseline(results: &[AttackMetrics], baseline: &str) -> Vec<Com
             .iter()
             .filter_map(|(s, m)| base.get(s).map(|b| (*m, *b)))
             .collect();
-        if victim == baseline || paired.is_empty() {
+        if paired.is_empty() {
             continue;
         }
         let diffs = |metric: fn(&AttackMetrics) -> f64| -> (f64, usize) {
@@ -120,7 +119,7 @@ pub fn compare_to_baseline(results: &[AttackMetrics], baseline: &str) -> Vec<Com
         let (fidelity_difference, fidelity_lower) = diffs(|m| m.fidelity);
         let (surrogate_accuracy_difference, surrogate_accuracy_lower) = diffs(|m| m.surrogate_accuracy);
         let l1 = mean_of(cells, |m| m.l1);
-        let curve = baseline_curve(&groups, baseline, family(defense), attack, budget);
+        let curve = baseline_curve(&groups, baseline, defense_kind(defense), attack, budget);
         out.push(Comparison {
             victim: victim.to_string(),
             defense: defense.to_string(),
@@ -201,30 +200,7 @@ pub fn to_csv(comparisons: &[Comparison], baseline: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cell(victim: &str, defense: &str, seed: u64, fidelity: f64, l1: f64) -> AttackMetrics {
-        AttackMetrics {
-            victim_accuracy: 0.9,
-            defended_accuracy: 0.9,
-            surrogate_accuracy: fidelity - 0.01,
-            fidelity,
-            l1,
-            queries: 100,
-            oracle: "reference".into(),
-            defense: defense.into(),
-            attack: "knockoff".into(),
-            budget: 100,
-            seed,
-            victim: victim.into(),
-            query_set: "animal-mnist".into(),
-            surrogate: "small-cnn x1".into(),
-            epochs: 1,
-            labels_only: false,
-            cross_checked_queries: None,
-            test_images: 10,
-            seconds: 1.0,
-        }
-    }
+    use crate::attack::metrics::test_cell as cell;
 
     const WEAK: &str = "reverse-sigmoid:beta=0.1,gamma=0.4";
     const STRONG: &str = "reverse-sigmoid:beta=0.5,gamma=0.4";

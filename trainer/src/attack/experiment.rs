@@ -528,6 +528,11 @@ fn victim_names(results: &[AttackMetrics]) -> BTreeMap<String, String> {
     names
 }
 
+/// The kind of a defense setting: `reverse-sigmoid` of `reverse-sigmoid:beta=0.2,...`.
+pub(crate) fn defense_kind(defense: &str) -> &str {
+    defense.split(':').next().unwrap_or(defense)
+}
+
 /// Mean, minimum and maximum.
 pub(crate) fn stats(values: &[f64]) -> (f64, f64, f64) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
@@ -589,7 +594,7 @@ fn curve_groups<'a>(results: &'a [AttackMetrics], attack: &str) -> (usize, Curve
     let budget = of_attack.iter().map(|m| m.budget).max().unwrap_or(0);
     let mut groups: CurveGroups = BTreeMap::new();
     for m in of_attack.into_iter().filter(|m| m.budget == budget) {
-        let family = m.defense.split(':').next().unwrap_or("none").to_string();
+        let family = defense_kind(&m.defense).to_string();
         groups
             .entry((names[&m.victim].clone(), family))
             .or_default()
@@ -775,31 +780,7 @@ pub fn write_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A finished cell with the metrics the curve charts read.
-    fn cell(victim: &str, defense: &str, seed: u64, fidelity: f64, l1: f64) -> AttackMetrics {
-        AttackMetrics {
-            victim_accuracy: 0.9,
-            defended_accuracy: 0.9,
-            surrogate_accuracy: fidelity - 0.01,
-            fidelity,
-            l1,
-            queries: 100,
-            oracle: "reference".into(),
-            defense: defense.into(),
-            attack: "knockoff".into(),
-            budget: 100,
-            seed,
-            victim: victim.into(),
-            query_set: "animal-mnist".into(),
-            surrogate: "small-cnn".into(),
-            epochs: 1,
-            labels_only: false,
-            cross_checked_queries: None,
-            test_images: 10,
-            seconds: 1.0,
-        }
-    }
+    use crate::attack::metrics::test_cell as cell;
 
     /// Each victim's reverse-sigmoid curve starts at its undefended cells; the
     /// perturbation chart puts mean L1 on x and the fidelity's mean and min-max on y,

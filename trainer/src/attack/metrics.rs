@@ -132,6 +132,33 @@ pub fn surrogate_side(surrogate: &Surrogate, test: &Split, victim_predictions: &
     accuracy_and_fidelity(&predictions, &test.labels, victim_predictions)
 }
 
+/// A finished cell with the metrics that grouping, charts and comparisons read (the
+/// rest fixed), for the unit tests of `experiment` and `compare`.
+#[cfg(test)]
+pub(crate) fn test_cell(victim: &str, defense: &str, seed: u64, fidelity: f64, l1: f64) -> AttackMetrics {
+    AttackMetrics {
+        victim_accuracy: 0.9,
+        defended_accuracy: 0.9,
+        surrogate_accuracy: fidelity - 0.01,
+        fidelity,
+        l1,
+        queries: 100,
+        oracle: "reference".into(),
+        defense: defense.into(),
+        attack: "knockoff".into(),
+        budget: 100,
+        seed,
+        victim: victim.into(),
+        query_set: "animal-mnist".into(),
+        surrogate: "small-cnn x1".into(),
+        epochs: 1,
+        labels_only: false,
+        cross_checked_queries: None,
+        test_images: 10,
+        seconds: 1.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
